@@ -1,0 +1,186 @@
+//! Pure GCRA math on one u64 state word: the theoretical arrival time (TAT).
+//!
+//! For a quota with emission interval `T` and burst `b`, a request of cost
+//! `c` at `now` conforms iff `max(TAT, now) + c·T ≤ now + b·T`, and then
+//! `TAT' = max(TAT, now) + c·T`. All arithmetic is done in u128, so no input
+//! can overflow; a TAT that would not fit in u64 is never stored (the
+//! request is denied instead: stricter, never looser).
+
+use crate::quota::Outcome;
+
+/// Decide a request of `cost` (≥ 1) at `now` against `tat`.
+///
+/// `t` is the emission interval in ns (≥ 1) and `burst` the burst (≥ 1).
+pub fn decide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
+    let t = t.max(1) as u128;
+    let burst = burst.max(1);
+    let cost = cost.max(1);
+    let span = burst as u128 * t; // τ + T
+    let now_w = now as u128;
+    let (tat_w, clamped) = clamp(tat as u128, now_w, span);
+    let stored = if clamped { saturate(tat_w) } else { tat };
+    let base = tat_w.max(now_w);
+    let left_before = (now_w + span).saturating_sub(base) / t;
+
+    if cost > burst {
+        return Outcome {
+            allowed: false,
+            never_fits: true,
+            state: stored,
+            remaining: left_before as u32,
+            reset: saturate(base - now_w),
+            retry_after: 0,
+        };
+    }
+    let new_tat = base + cost as u128 * t;
+    if new_tat <= now_w + span && new_tat <= u64::MAX as u128 {
+        Outcome {
+            allowed: true,
+            never_fits: false,
+            state: new_tat as u64,
+            remaining: ((now_w + span - new_tat) / t) as u32,
+            reset: (new_tat - now_w) as u64,
+            retry_after: 0,
+        }
+    } else {
+        Outcome {
+            allowed: false,
+            never_fits: false,
+            state: stored,
+            remaining: left_before as u32,
+            reset: saturate(base - now_w),
+            retry_after: saturate(new_tat.saturating_sub(span + now_w)).max(1),
+        }
+    }
+}
+
+/// A TAT more than two bursts ahead of `now` can only come from a wild
+/// clock: clamp it to one burst ahead.
+fn clamp(tat: u128, now: u128, span: u128) -> (u128, bool) {
+    if tat > now + 2 * span {
+        (now + span, true)
+    } else {
+        (tat, false)
+    }
+}
+
+fn saturate(v: u128) -> u64 {
+    if v > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        v as u64
+    }
+}
+
+/// Fraction of the burst in use at `now`, in 32-bit fixed point.
+pub fn debt(tat: u64, now: u64, t: u64, burst: u32) -> u32 {
+    if tat <= now {
+        return 0;
+    }
+    let span = burst.max(1) as u128 * t.max(1) as u128;
+    let f = (((tat - now) as u128) << 32) / span;
+    if f > u32::MAX as u128 {
+        u32::MAX
+    } else {
+        f as u32
+    }
+}
+
+/// One state that charges both `a` and `b`: the later TAT plus whatever
+/// debt the earlier one still carried at `now`.
+pub fn merge(a: u64, b: u64, now: u64) -> u64 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    hi.saturating_add(lo.saturating_sub(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 2_000_000_000; // 5 per 10 s
+
+    #[test]
+    fn fresh_key_allows_burst_then_one_per_interval() {
+        let mut tat = 0;
+        let now = 1_000;
+        for i in 0..5 {
+            let o = decide(tat, now, 1, T, 5);
+            assert!(o.allowed, "request {i}");
+            assert_eq!(o.remaining, 4 - i);
+            tat = o.state;
+        }
+        let o = decide(tat, now, 1, T, 5);
+        assert!(!o.allowed);
+        assert_eq!(o.retry_after, T);
+        assert_eq!(o.state, tat, "a denial stores nothing");
+        let o = decide(tat, now + T - 1, 1, T, 5);
+        assert!(!o.allowed);
+        assert_eq!(o.retry_after, 1);
+        let o = decide(tat, now + T, 1, T, 5);
+        assert!(o.allowed);
+        assert_eq!(o.remaining, 0);
+    }
+
+    #[test]
+    fn reset_is_time_to_full_replenishment() {
+        let o = decide(0, 10, 2, T, 5);
+        assert_eq!(o.reset, 2 * T);
+        assert_eq!(o.remaining, 3);
+    }
+
+    #[test]
+    fn cost_above_burst_never_fits_and_stores_nothing() {
+        let o = decide(0, 10, 6, T, 5);
+        assert!(!o.allowed && o.never_fits);
+        assert_eq!(o.retry_after, 0);
+        assert_eq!(o.state, 0);
+        assert_eq!(o.remaining, 5);
+    }
+
+    #[test]
+    fn wild_tat_is_clamped_to_one_burst_and_stored_on_denial() {
+        let now = 50 * T;
+        let o = decide(u64::MAX, now, 1, T, 5);
+        assert!(!o.allowed);
+        assert_eq!(o.state, now + 5 * T);
+        assert_eq!(o.retry_after, T);
+        // Two bursts ahead is still plausible and kept as it is.
+        let o = decide(now + 10 * T, now, 1, T, 5);
+        assert_eq!(o.state, now + 10 * T);
+    }
+
+    #[test]
+    fn time_at_the_end_of_u64_never_overflows_or_loosens() {
+        let o = decide(0, u64::MAX, 1, T, 5);
+        assert!(!o.allowed, "a TAT past u64::MAX cannot be stored");
+        assert!(o.retry_after >= 1);
+        let o = decide(u64::MAX - T, u64::MAX - T, u32::MAX, u64::MAX, u32::MAX);
+        assert!(!o.allowed);
+    }
+
+    #[test]
+    fn stepping_back_in_time_hands_back_nothing() {
+        let mut tat = 0;
+        let now = 100 * T;
+        for _ in 0..5 {
+            tat = decide(tat, now, 1, T, 5).state;
+        }
+        assert!(!decide(tat, now - 7 * T, 1, T, 5).allowed);
+    }
+
+    #[test]
+    fn debt_is_the_fraction_of_burst_in_use() {
+        assert_eq!(debt(0, 10, T, 5), 0);
+        assert_eq!(debt(10 + 5 * T, 10, T, 5), u32::MAX);
+        let half = debt(10 + 5 * T / 2, 10, T, 4);
+        assert!(half > u32::MAX / 2 && half < u32::MAX / 4 * 3);
+    }
+
+    #[test]
+    fn merge_is_at_least_as_strict_as_both() {
+        assert_eq!(merge(100, 80, 50), 130);
+        assert_eq!(merge(80, 100, 50), 130);
+        assert_eq!(merge(100, 10, 50), 100);
+        assert_eq!(merge(u64::MAX, u64::MAX, 0), u64::MAX);
+    }
+}

@@ -1,0 +1,159 @@
+//! Pure fixed-window math on one u64 state word.
+//!
+//! Windows are aligned multiples of `period`. The state packs the window
+//! index (high 32 bits, the index modulo 2^32) and the count in that window
+//! (low 32 bits); 0 is a fresh key.
+
+use crate::quota::Outcome;
+
+fn pack(index: u32, count: u32) -> u64 {
+    (index as u64) << 32 | count as u64
+}
+
+fn unpack(state: u64) -> (u32, u32) {
+    ((state >> 32) as u32, state as u32)
+}
+
+/// The count in the current window at `now`, after clamping a window index
+/// from the future (only a wild clock makes one) to the current window, full.
+fn current(state: u64, now: u64, limit: u32, period: u64) -> (u32, u32, bool) {
+    let cur = (now / period) as u32;
+    let (index, count) = unpack(state);
+    let ahead = index.wrapping_sub(cur) as i32;
+    if ahead > 0 {
+        (cur, limit, true)
+    } else if ahead < 0 {
+        (cur, 0, false)
+    } else {
+        (cur, count, false)
+    }
+}
+
+/// Nanoseconds from `now` to the end of its window.
+fn to_window_end(now: u64, period: u64) -> u64 {
+    period - now % period
+}
+
+/// Decide a request of `cost` (≥ 1) at `now`: at most `limit` per window of
+/// `period` ns (≥ 1).
+pub fn decide(state: u64, now: u64, cost: u32, limit: u32, period: u64) -> Outcome {
+    let period = period.max(1);
+    let cost = cost.max(1);
+    let (cur, count, clamped) = current(state, now, limit, period);
+    let stored = if clamped { pack(cur, limit) } else { state };
+    let end = to_window_end(now, period);
+    let left = limit.saturating_sub(count);
+    if cost > limit {
+        return Outcome {
+            allowed: false,
+            never_fits: true,
+            state: stored,
+            remaining: left,
+            reset: end,
+            retry_after: 0,
+        };
+    }
+    if cost <= left {
+        Outcome {
+            allowed: true,
+            never_fits: false,
+            state: pack(cur, count + cost),
+            remaining: left - cost,
+            reset: end,
+            retry_after: 0,
+        }
+    } else {
+        Outcome {
+            allowed: false,
+            never_fits: false,
+            state: stored,
+            remaining: left,
+            reset: end,
+            retry_after: end,
+        }
+    }
+}
+
+/// Fraction of the window's limit in use at `now`, in 32-bit fixed point.
+pub fn debt(state: u64, now: u64, limit: u32, period: u64) -> u32 {
+    let (_, count, _) = current(state, now, limit, period.max(1));
+    if count == 0 || limit == 0 {
+        return 0;
+    }
+    let f = ((count as u64) << 32) / limit as u64;
+    f.min(u32::MAX as u64) as u32
+}
+
+/// One state at least as strict as both `a` and `b` at `now`.
+pub fn merge(a: u64, b: u64, now: u64, period: u64) -> u64 {
+    let period = period.max(1);
+    let cur = (now / period) as u32;
+    let count = |s: u64| {
+        let (index, count) = unpack(s);
+        if index == cur {
+            count
+        } else {
+            0
+        }
+    };
+    let sum = count(a).saturating_add(count(b));
+    if sum == 0 {
+        a.max(b)
+    } else {
+        pack(cur, sum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = 10_000_000_000;
+
+    #[test]
+    fn at_most_limit_per_aligned_window() {
+        let mut s = 0;
+        let now = 3 * P + 7;
+        for i in 0..3 {
+            let o = decide(s, now, 1, 3, P);
+            assert!(o.allowed);
+            assert_eq!(o.remaining, 2 - i);
+            s = o.state;
+        }
+        let o = decide(s, now, 1, 3, P);
+        assert!(!o.allowed);
+        assert_eq!(o.retry_after, P - 7);
+        assert!(decide(s, 4 * P, 1, 3, P).allowed, "the next window is fresh");
+    }
+
+    #[test]
+    fn a_window_from_the_future_is_clamped_to_the_current_one_full() {
+        let wild = pack(1_000, 1);
+        let o = decide(wild, 5 * P, 1, 3, P);
+        assert!(!o.allowed);
+        assert_eq!(o.state, pack(5, 3));
+        assert!(decide(o.state, 6 * P, 1, 3, P).allowed);
+    }
+
+    #[test]
+    fn cost_above_limit_never_fits() {
+        let o = decide(0, 0, 4, 3, P);
+        assert!(o.never_fits && !o.allowed);
+        assert_eq!(o.retry_after, 0);
+    }
+
+    #[test]
+    fn merge_adds_counts_in_the_current_window() {
+        let a = pack(2, 2);
+        let b = pack(2, 1);
+        assert_eq!(merge(a, b, 2 * P, P), pack(2, 3));
+        assert_eq!(merge(a, pack(1, 3), 2 * P, P), pack(2, 2));
+    }
+
+    #[test]
+    fn extreme_times_and_periods_do_not_panic() {
+        let _ = decide(u64::MAX, u64::MAX, u32::MAX, u32::MAX, u64::MAX);
+        let _ = decide(0, u64::MAX, 1, 1, 0);
+        assert_eq!(debt(pack(0, 3), 0, 3, P), u32::MAX);
+    }
+}
