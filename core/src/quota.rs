@@ -117,13 +117,9 @@ impl Algorithm {
     /// Decide a request of `cost` against `state` at `now`.
     pub fn decide(self, quota: &Quota, state: u64, now: u64, cost: u32) -> Outcome {
         match self {
-            Algorithm::Gcra => gcra::decide(
-                state,
-                now,
-                cost,
-                quota.emission_interval(),
-                quota.burst(),
-            ),
+            Algorithm::Gcra => {
+                gcra::decide(state, now, cost, quota.emission_interval(), quota.burst())
+            }
             Algorithm::FixedWindow => {
                 window::decide(state, now, cost, quota.limit, quota.period_ns())
             }
@@ -134,9 +130,7 @@ impl Algorithm {
     /// (`u32::MAX` = all of it); 0 means fully replenished.
     pub fn debt(self, quota: &Quota, state: u64, now: u64) -> u32 {
         match self {
-            Algorithm::Gcra => {
-                gcra::debt(state, now, quota.emission_interval(), quota.burst())
-            }
+            Algorithm::Gcra => gcra::debt(state, now, quota.emission_interval(), quota.burst()),
             Algorithm::FixedWindow => window::debt(state, now, quota.limit, quota.period_ns()),
         }
     }

@@ -1,21 +1,61 @@
 //! Request classification: method + path → every matching rule, with the
 //! `{param}` captures that extend a rule's subject.
 //!
-//! CONTRACT (implementation pending):
-//! - `classify` normalises the path without allocating: query string and
-//!   fragment stripped, repeated slashes folded, a trailing slash ignored,
-//!   `.` and `..` segments resolved (`..` above the root stays at the root),
-//!   percent-encoded characters decoded for comparison (so `%76%31` is `v1`
-//!   and `%2e%2e` is `..`).
+//! - [`classify`] normalises the path without allocating and without a
+//!   buffer: the query string (`?…`) and fragment (`#…`) are stripped,
+//!   empty segments (repeated slashes, a trailing slash) and `.` are
+//!   dropped, `..` removes the segment before it (`..` at the root stays at
+//!   the root), and percent escapes are decoded for comparison (so `%76%31`
+//!   is `v1` and `%2e%2e` is `..`). A path not starting with `/` is read as
+//!   if it did. Comparison is case-sensitive; the method compares ignoring
+//!   ASCII case.
 //! - A path that cannot be made canonical (a bad escape such as `%G1` or a
 //!   truncated `%4`, an encoded slash or backslash `%2F`/`%5C`, a raw
 //!   backslash, NUL raw or encoded) is `canonical = false` and matches
 //!   every non-exempt rule of the API and kind that has a route with a
-//!   matching method, with no captures.
-//! - Methods compare case-insensitively.
+//!   matching method, with no captures. It is never exempt.
 //! - If a matching rule is unlimited, `exempt` is its index (the first one).
+//!
+//! The path is walked once; the last [`MAX_DEPTH`] live segments are kept as
+//! slices of the path on a fixed stack, and deeper ones are only counted (so
+//! `..` can still remove them). When the final depth exceeds the stack, only
+//! patterns ending in `/*` (with at most [`MAX_DEPTH`] segments before it) or
+//! the pattern `*` can match. A pattern is never preprocessed: it is read
+//! segment by segment against the stack at match time and abandoned at the
+//! first mismatch, after the rule's API, kind and the route's method have
+//! been checked.
+//!
+//! Pattern syntax (see [`crate::Route`]): a segment `{name}` captures one
+//! path segment, a final `*` segment (`/v1/things/*`) matches any remaining
+//! segments or none, the pattern `*` matches every path, and any other
+//! segment is literal and compared with the *decoded* path segment (so a
+//! literal `%` in a pattern only matches `%25`). Empty pattern segments are
+//! ignored, like empty path segments.
+//!
+//! [`normalize`] writes the canonical form that classification works on, for
+//! tests, fuzzing and logging: classifying the normalised path gives the same
+//! rules and the same decoded captures as classifying the original.
+//!
+//! ```
+//! use ratecard::route::{classify, decoded};
+//! use ratecard::{InstanceKind, Api, CLERK};
+//!
+//! let c = classify(&CLERK, Api::Backend, InstanceKind::Production, b"patch", b"//v1/./users/u%31/?x=1");
+//! assert!(c.canonical);
+//! let names: Vec<_> = c.matches.iter().map(|m| CLERK.rules()[m.rule as usize].name).collect();
+//! assert_eq!(names, ["bapi.instance.production", "bapi.users.update"]);
+//! let user: Vec<u8> = decoded(c.matches[1].captures[0]).collect();
+//! assert_eq!(user, b"u1");
+//! ```
 
-use crate::rule::{Api, InstanceKind, RuleTable, MAX_CAPTURES, MAX_RULES};
+use crate::rule::{Api, InstanceKind, Method, RuleTable, MAX_CAPTURES, MAX_RULES};
+
+/// The most path segments classification keeps; deeper ones are counted,
+/// and a path left deeper than this only matches `*` and `…/*` patterns.
+pub const MAX_DEPTH: usize = 16;
+
+// The stack records which entries hold escapes in a u32 bit mask.
+const _: () = assert!(MAX_DEPTH <= 32);
 
 /// One matched rule and the raw bytes of its captured segments.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -40,7 +80,24 @@ pub struct Classification<'p> {
     pub canonical: bool,
 }
 
+/// Why [`normalize`] wrote no canonical path.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum NotCanonical {
+    /// The path cannot be made canonical: a bad or truncated escape, an
+    /// encoded slash or backslash, a raw backslash, or NUL (raw or `%00`).
+    Path,
+    /// The output buffer is too short. It must hold the longest
+    /// intermediate form (before a `..` removes a segment);
+    /// `path.len() + 1` bytes always suffice.
+    BufferTooShort,
+}
+
 /// Classify a request.
+///
+/// Rules are visited in table order (at most [`MAX_RULES`] of them); a rule
+/// matches when its API is `api`, its kind is `None` or `kind`, and one of
+/// its routes matches the method and the path. The captures recorded are
+/// those of the first matching route of the rule.
 pub fn classify<'p>(
     table: &RuleTable<'_>,
     api: Api,
@@ -48,11 +105,560 @@ pub fn classify<'p>(
     method: &[u8],
     path: &'p [u8],
 ) -> Classification<'p> {
-    let _ = (table, api, kind, method, path);
-    Classification::default()
+    let method = Method::parse(method);
+    let mut stack = Stack::new();
+    let canonical = walk(path, |seg| stack.apply(seg));
+    let mut out = Classification {
+        matches: heapless::Vec::new(),
+        exempt: None,
+        canonical,
+    };
+    for (index, rule) in table.rules().iter().enumerate().take(MAX_RULES) {
+        if rule.api != api {
+            continue;
+        }
+        if let Some(k) = rule.kind {
+            if k != kind {
+                continue;
+            }
+        }
+        let unlimited = rule.quota.is_unlimited();
+        if !canonical {
+            if !unlimited && rule.routes.iter().any(|r| r.method.matches(method)) {
+                // Cannot fail: at most MAX_RULES rules are visited.
+                let _ = out.matches.push(Match {
+                    rule: index as u8,
+                    ncaptures: 0,
+                    captures: [&[]; MAX_CAPTURES],
+                });
+            }
+            continue;
+        }
+        for route in rule.routes {
+            if !route.method.matches(method) {
+                continue;
+            }
+            let mut captures: [&'p [u8]; MAX_CAPTURES] = [&[]; MAX_CAPTURES];
+            if let Some(ncaptures) = stack.matches(route.path.as_bytes(), &mut captures) {
+                let _ = out.matches.push(Match {
+                    rule: index as u8,
+                    ncaptures,
+                    captures,
+                });
+                if unlimited && out.exempt.is_none() {
+                    out.exempt = Some(index as u8);
+                }
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// The bytes of a captured segment with its percent escapes decoded.
+///
+/// A valid `%XX` escape yields its byte; anything else (including a `%` not
+/// followed by two hex digits) passes through byte for byte.
 pub fn decoded(raw: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    raw.iter().copied()
+    Decoded { raw }
+}
+
+/// Write the canonical form of `path` into `out` and return its length.
+///
+/// The canonical form is `/` followed by the live segments joined by `/`
+/// (`/` alone for the root), without query or fragment, with escapes of
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) decoded and every other
+/// escape kept with uppercase hex digits. Other bytes are copied as they
+/// are. `normalize` is idempotent, and [`classify`] gives the same rules and
+/// decoded captures for the canonical form as for the original.
+pub fn normalize(path: &[u8], out: &mut [u8]) -> Result<usize, NotCanonical> {
+    let mut w = 0usize;
+    let mut short = false;
+    let ok = walk(path, |seg| {
+        if short {
+            // Keep validating the rest; the output is abandoned.
+            return;
+        }
+        match seg {
+            Seg::Dot => {}
+            Seg::DotDot => {
+                while w > 0 {
+                    w -= 1;
+                    if out[w] == b'/' {
+                        break;
+                    }
+                }
+            }
+            Seg::Name { raw, .. } => {
+                if !write_segment(out, &mut w, raw) {
+                    short = true;
+                }
+            }
+        }
+    });
+    if !ok {
+        return Err(NotCanonical::Path);
+    }
+    if short {
+        return Err(NotCanonical::BufferTooShort);
+    }
+    if w == 0 {
+        match out.first_mut() {
+            Some(b) => *b = b'/',
+            None => return Err(NotCanonical::BufferTooShort),
+        }
+        w = 1;
+    }
+    Ok(w)
+}
+
+/// Append `/` and the canonical form of one segment; false if `out` is full.
+fn write_segment(out: &mut [u8], w: &mut usize, raw: &[u8]) -> bool {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut put = |b: u8| match out.get_mut(*w) {
+        Some(slot) => {
+            *slot = b;
+            *w += 1;
+            true
+        }
+        None => false,
+    };
+    if !put(b'/') {
+        return false;
+    }
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        // `walk` only hands over segments whose escapes are all valid.
+        if b == b'%' {
+            if let Some(v) = escape(raw, i) {
+                let ok = if is_unreserved(v) {
+                    put(v)
+                } else {
+                    put(b'%') && put(HEX[(v >> 4) as usize]) && put(HEX[(v & 15) as usize])
+                };
+                if !ok {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+        }
+        if !put(b) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The value of one hex digit, or 0xFF.
+#[inline(always)]
+const fn hex_digit(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        b'A'..=b'F' => b - b'A' + 10,
+        _ => 0xFF,
+    }
+}
+
+/// The byte of the escape `%XX` at `raw[i]`, if it is a valid escape.
+#[inline(always)]
+fn escape(raw: &[u8], i: usize) -> Option<u8> {
+    match raw.get(i..i + 3) {
+        Some(&[b'%', hi, lo]) => {
+            let (hi, lo) = (hex_digit(hi), hex_digit(lo));
+            if hi > 15 || lo > 15 {
+                None
+            } else {
+                Some(hi << 4 | lo)
+            }
+        }
+        _ => None,
+    }
+}
+
+struct Decoded<'a> {
+    raw: &'a [u8],
+}
+
+impl Iterator for Decoded<'_> {
+    type Item = u8;
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let (&b, rest) = self.raw.split_first()?;
+        if b == b'%' {
+            if let Some(v) = escape(self.raw, 0) {
+                self.raw = &self.raw[3..];
+                return Some(v);
+            }
+        }
+        self.raw = rest;
+        Some(b)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.raw.len().div_ceil(3), Some(self.raw.len()))
+    }
+}
+
+/// One non-empty segment of a path, as the walker hands it over.
+#[derive(Copy, Clone)]
+enum Seg<'p> {
+    /// `.`, raw or encoded.
+    Dot,
+    /// `..`, raw or encoded.
+    DotDot,
+    /// Any other segment; `encoded` when it holds a `%` (always a valid
+    /// escape).
+    Name { raw: &'p [u8], encoded: bool },
+}
+
+/// Walk the segments of `path` up to its query or fragment, handing each
+/// non-empty one to `f`. Returns false, stopping early, if the path cannot
+/// be made canonical.
+#[inline(always)]
+fn walk<'p>(path: &'p [u8], mut f: impl FnMut(Seg<'p>)) -> bool {
+    let len = path.len();
+    let mut i = 0;
+    loop {
+        let start = i;
+        let mut encoded = false;
+        let mut last = true;
+        while i < len {
+            match path[i] {
+                b'/' => {
+                    last = false;
+                    break;
+                }
+                b'?' | b'#' => break,
+                b'%' => {
+                    match escape(path, i) {
+                        None | Some(0 | b'/' | b'\\') => return false,
+                        Some(_) => {}
+                    }
+                    encoded = true;
+                    i += 3;
+                    continue;
+                }
+                0 | b'\\' => return false,
+                _ => {}
+            }
+            i += 1;
+        }
+        let raw = &path[start..i];
+        if !raw.is_empty() {
+            f(segment(raw, encoded));
+        }
+        if last {
+            return true;
+        }
+        i += 1;
+    }
+}
+
+/// Tell dot segments (raw or encoded) from names.
+#[inline(always)]
+fn segment(raw: &[u8], encoded: bool) -> Seg<'_> {
+    if !encoded {
+        return match raw {
+            b"." => Seg::Dot,
+            b".." => Seg::DotDot,
+            _ => Seg::Name { raw, encoded },
+        };
+    }
+    if raw.len() <= 6 {
+        let mut dots = 0;
+        let mut only_dots = true;
+        for b in decoded(raw) {
+            if b != b'.' {
+                only_dots = false;
+                break;
+            }
+            dots += 1;
+        }
+        if only_dots {
+            match dots {
+                1 => return Seg::Dot,
+                2 => return Seg::DotDot,
+                _ => {}
+            }
+        }
+    }
+    Seg::Name { raw, encoded }
+}
+
+/// The live segments of a normalised path: the first [`MAX_DEPTH`] kept,
+/// the rest counted.
+struct Stack<'p> {
+    segs: [&'p [u8]; MAX_DEPTH],
+    /// Bit `i` set when `segs[i]` holds an escape.
+    encoded: u32,
+    depth: usize,
+}
+
+impl<'p> Stack<'p> {
+    #[inline(always)]
+    fn new() -> Stack<'p> {
+        Stack {
+            segs: [&[]; MAX_DEPTH],
+            encoded: 0,
+            depth: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn apply(&mut self, seg: Seg<'p>) {
+        match seg {
+            Seg::Dot => {}
+            Seg::DotDot => self.depth = self.depth.saturating_sub(1),
+            Seg::Name { raw, encoded } => {
+                if self.depth < MAX_DEPTH {
+                    self.segs[self.depth] = raw;
+                    let bit = 1u32 << self.depth;
+                    if encoded {
+                        self.encoded |= bit;
+                    } else {
+                        self.encoded &= !bit;
+                    }
+                }
+                self.depth += 1;
+            }
+        }
+    }
+
+    /// Match `pat` against the path; on success the number of captures
+    /// written into `captures` (at most [`MAX_CAPTURES`]; further captures
+    /// in an invalid pattern are matched but not recorded).
+    #[inline]
+    fn matches(&self, pat: &[u8], captures: &mut [&'p [u8]; MAX_CAPTURES]) -> Option<u8> {
+        if pat == b"*" {
+            return Some(0);
+        }
+        let plen = pat.len();
+        let mut j = 0;
+        let mut idx = 0;
+        let mut n = 0usize;
+        loop {
+            while j < plen && pat[j] == b'/' {
+                j += 1;
+            }
+            if j == plen {
+                return (idx == self.depth).then_some(n as u8);
+            }
+            if pat[j] == b'*' && j + 1 == plen {
+                // A final `*` segment: any remaining segments, or none.
+                return Some(n as u8);
+            }
+            if idx >= self.depth || idx >= MAX_DEPTH {
+                return None;
+            }
+            let seg = self.segs[idx];
+            let encoded = self.encoded & (1 << idx) != 0;
+            if pat[j] == b'{' {
+                let mut e = j + 1;
+                while e < plen && pat[e] != b'/' {
+                    e += 1;
+                }
+                if pat[e - 1] == b'}' && e - j >= 2 {
+                    if n < MAX_CAPTURES {
+                        captures[n] = seg;
+                        n += 1;
+                    }
+                    j = e;
+                    idx += 1;
+                    continue;
+                }
+                // Not a capture after all: a literal segment.
+            }
+            j = literal(pat, j, seg, encoded)?;
+            idx += 1;
+        }
+    }
+}
+
+/// Compare the pattern segment at `pat[j..]` with the path segment `seg`
+/// (decoded if `encoded`); on a match, the pattern index just past it.
+#[inline(always)]
+fn literal(pat: &[u8], j: usize, seg: &[u8], encoded: bool) -> Option<usize> {
+    let e = if !encoded {
+        let e = j + seg.len();
+        if pat.get(j..e)? != seg {
+            return None;
+        }
+        e
+    } else {
+        let mut k = j;
+        for b in decoded(seg) {
+            if pat.get(k) != Some(&b) {
+                return None;
+            }
+            k += 1;
+        }
+        k
+    };
+    match pat.get(e) {
+        None | Some(b'/') => Some(e),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quota::Quota;
+    use crate::rule::{Route, Rule, Scope};
+
+    fn norm(path: &[u8]) -> Result<heapless::Vec<u8, 256>, NotCanonical> {
+        let mut buf = [0u8; 256];
+        let n = normalize(path, &mut buf)?;
+        Ok(heapless::Vec::from_slice(&buf[..n]).unwrap())
+    }
+
+    #[test]
+    fn normalize_resolves_dots_slashes_query_and_unreserved_escapes() {
+        assert_eq!(&norm(b"").unwrap()[..], b"/");
+        assert_eq!(&norm(b"/").unwrap()[..], b"/");
+        assert_eq!(&norm(b"//v1//users/u1/").unwrap()[..], b"/v1/users/u1");
+        assert_eq!(&norm(b"v1/users").unwrap()[..], b"/v1/users");
+        assert_eq!(
+            &norm(b"/v1/./x/../users?a=/..#f").unwrap()[..],
+            b"/v1/users"
+        );
+        assert_eq!(&norm(b"/../../a/%2e%2E/b").unwrap()[..], b"/b");
+        assert_eq!(&norm(b"/%76%31/a%3fb%7e%25").unwrap()[..], b"/v1/a%3Fb~%25");
+        assert_eq!(&norm(b"/.../%2e.x").unwrap()[..], b"/.../..x");
+    }
+
+    #[test]
+    fn normalize_refuses_unsafe_paths_and_short_buffers() {
+        for bad in [
+            &b"/a%2Fb"[..],
+            b"/a%2fb",
+            b"/a%5Cb",
+            b"/a%5c",
+            b"/a%00",
+            b"/a\0b",
+            b"/a\\b",
+            b"/%zz",
+            b"/%4",
+            b"/%",
+            b"/%4?x",
+            b"/x/../%2F",
+        ] {
+            assert_eq!(norm(bad), Err(NotCanonical::Path), "{:?}", bad);
+        }
+        // After the query, anything goes.
+        assert!(norm(b"/a?%zz\0\\").is_ok());
+        let mut small = [0u8; 3];
+        assert_eq!(
+            normalize(b"/abcd", &mut small),
+            Err(NotCanonical::BufferTooShort)
+        );
+        assert_eq!(normalize(b"", &mut []), Err(NotCanonical::BufferTooShort));
+        // An unsafe path is reported as such even when the buffer is short.
+        assert_eq!(normalize(b"/abcd/%2F", &mut small), Err(NotCanonical::Path));
+    }
+
+    #[test]
+    fn decoded_decodes_valid_escapes_and_passes_the_rest_through() {
+        let d: heapless::Vec<u8, 32> = decoded(b"u%31%zz%4%").collect();
+        assert_eq!(&d[..], b"u1%zz%4%");
+        let d: heapless::Vec<u8, 32> = decoded(b"%C3%A9\xff").collect();
+        assert_eq!(&d[..], b"\xc3\xa9\xff");
+    }
+
+    const ROUTES: &[Route<'static>] = &[
+        Route::new(Method::Get, "/a/{x}/b/{y}"),
+        Route::new(Method::Post, "/pre/*"),
+        Route::new(Method::Put, "//lit%/"),
+    ];
+    const RULES: &[Rule<'static>] = &[
+        Rule::new(
+            "t.r",
+            Api::Backend,
+            Scope::Instance,
+            ROUTES,
+            Quota::per_secs(1, 1),
+        ),
+        Rule::new(
+            "t.free",
+            Api::Backend,
+            Scope::Instance,
+            &[Route::new(Method::Get, "/free")],
+            Quota::unlimited(),
+        ),
+    ];
+    const TABLE: RuleTable<'static> = RuleTable::new(RULES);
+
+    fn rules(method: &[u8], path: &[u8]) -> heapless::Vec<u8, 8> {
+        classify(
+            &TABLE,
+            Api::Backend,
+            InstanceKind::Development,
+            method,
+            path,
+        )
+        .matches
+        .iter()
+        .map(|m| m.rule)
+        .collect()
+    }
+
+    #[test]
+    fn patterns_capture_prefix_match_and_compare_decoded_literals() {
+        let c = classify(
+            &TABLE,
+            Api::Backend,
+            InstanceKind::Development,
+            b"GET",
+            b"/a/1/b/%32",
+        );
+        assert_eq!(c.matches.len(), 1);
+        assert_eq!(c.matches[0].ncaptures, 2);
+        assert_eq!(c.matches[0].captures, [&b"1"[..], &b"%32"[..]]);
+        assert_eq!(&rules(b"GET", b"/a/1/b")[..], &[] as &[u8]);
+        assert_eq!(&rules(b"GET", b"/a/1/b/2/3")[..], &[] as &[u8]);
+        assert_eq!(&rules(b"POST", b"/pre")[..], &[0]);
+        assert_eq!(&rules(b"POST", b"/pre/x/y")[..], &[0]);
+        assert_eq!(&rules(b"POST", b"/prefix")[..], &[] as &[u8]);
+        assert_eq!(&rules(b"PUT", b"/lit%25")[..], &[0]);
+        assert_eq!(&rules(b"PUT", b"/lit")[..], &[] as &[u8]);
+        let c = classify(
+            &TABLE,
+            Api::Backend,
+            InstanceKind::Development,
+            b"get",
+            b"/free/",
+        );
+        assert_eq!(c.exempt, Some(1));
+        // Wrong API: nothing.
+        let c = classify(
+            &TABLE,
+            Api::Frontend,
+            InstanceKind::Development,
+            b"GET",
+            b"/free",
+        );
+        assert!(c.matches.is_empty() && c.exempt.is_none());
+    }
+
+    #[test]
+    fn paths_deeper_than_the_stack_only_match_trailing_wildcards() {
+        let deep = b"/pre/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17";
+        assert_eq!(&rules(b"POST", deep)[..], &[0]);
+        let deep = b"/a/1/b/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18";
+        assert_eq!(&rules(b"GET", deep)[..], &[] as &[u8]);
+        // Popped back under the stack: the kept segments are intact.
+        let back = b"/a/1/b/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17/18/../../../../../../../../../../../../../../../../..";
+        assert_eq!(&rules(b"GET", &back[..])[..], &[] as &[u8]);
+        let back = b"/a/1/b/2/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/../../../../../../../../../../../../../../../..";
+        assert_eq!(&rules(b"GET", &back[..])[..], &[0]);
+    }
 }

@@ -123,7 +123,10 @@ mod tests {
         let o = decide(s, now, 1, 3, P);
         assert!(!o.allowed);
         assert_eq!(o.retry_after, P - 7);
-        assert!(decide(s, 4 * P, 1, 3, P).allowed, "the next window is fresh");
+        assert!(
+            decide(s, 4 * P, 1, 3, P).allowed,
+            "the next window is fresh"
+        );
     }
 
     #[test]
