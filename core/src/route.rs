@@ -92,12 +92,26 @@ pub enum NotCanonical {
     BufferTooShort,
 }
 
+/// What [`classify_with`] found, besides the matches it handed over.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// How many rules matched.
+    pub matched: u8,
+    /// An unlimited rule that matched: the request is exempt.
+    pub exempt: Option<u8>,
+    /// Whether the path could be made canonical.
+    pub canonical: bool,
+}
+
 /// Classify a request.
 ///
 /// Rules are visited in table order (at most [`MAX_RULES`] of them); a rule
 /// matches when its API is `api`, its kind is `None` or `kind`, and one of
 /// its routes matches the method and the path. The captures recorded are
 /// those of the first matching route of the rule.
+///
+/// The [`Classification`] is a few kilobytes: on a hot path prefer
+/// [`classify_with`], which hands each match to a closure instead.
 pub fn classify<'p>(
     table: &RuleTable<'_>,
     api: Api,
@@ -105,33 +119,73 @@ pub fn classify<'p>(
     method: &[u8],
     path: &'p [u8],
 ) -> Classification<'p> {
+    let mut out = Classification::default();
+    let summary = classify_with(table, api, kind, method, path, |m| {
+        // Cannot fail: at most MAX_RULES rules are visited.
+        let _ = out.matches.push(m);
+    });
+    out.exempt = summary.exempt;
+    out.canonical = summary.canonical;
+    out
+}
+
+/// Classify a request, handing each matched rule to `f` in table order.
+///
+/// The same matches as [`classify`], without building a
+/// [`Classification`]. When the returned [`Summary`] says the request is
+/// exempt, the matches already handed over are to be ignored.
+#[inline]
+pub fn classify_with<'p>(
+    table: &RuleTable<'_>,
+    api: Api,
+    kind: InstanceKind,
+    method: &[u8],
+    path: &'p [u8],
+    f: impl FnMut(Match<'p>),
+) -> Summary {
     let method = Method::parse(method);
+    if let Some(clean) = clean_prefix(path) {
+        // Already canonical and shallow: match patterns against the bytes.
+        return visit(table, api, kind, method, f, |pat, captures| {
+            match_clean(pat, clean, captures)
+        });
+    }
     let mut stack = Stack::new();
-    let canonical = walk(path, |seg| stack.apply(seg));
-    let mut out = Classification {
-        matches: heapless::Vec::new(),
+    if walk(path, |seg| stack.apply(seg)) {
+        visit(table, api, kind, method, f, |pat, captures| {
+            stack.matches(pat, captures)
+        })
+    } else {
+        visit_non_canonical(table, api, kind, method, f)
+    }
+}
+
+/// Whether rule `rule` applies to requests of `api` and `kind`.
+#[inline(always)]
+fn applies(rule: &crate::rule::Rule<'_>, api: Api, kind: InstanceKind) -> bool {
+    rule.api == api
+        && match rule.kind {
+            None => true,
+            Some(k) => k == kind,
+        }
+}
+
+#[inline(always)]
+fn visit<'p>(
+    table: &RuleTable<'_>,
+    api: Api,
+    kind: InstanceKind,
+    method: Method,
+    mut f: impl FnMut(Match<'p>),
+    mut matches: impl FnMut(&[u8], &mut [&'p [u8]; MAX_CAPTURES]) -> Option<u8>,
+) -> Summary {
+    let mut summary = Summary {
+        matched: 0,
         exempt: None,
-        canonical,
+        canonical: true,
     };
     for (index, rule) in table.rules().iter().enumerate().take(MAX_RULES) {
-        if rule.api != api {
-            continue;
-        }
-        if let Some(k) = rule.kind {
-            if k != kind {
-                continue;
-            }
-        }
-        let unlimited = rule.quota.is_unlimited();
-        if !canonical {
-            if !unlimited && rule.routes.iter().any(|r| r.method.matches(method)) {
-                // Cannot fail: at most MAX_RULES rules are visited.
-                let _ = out.matches.push(Match {
-                    rule: index as u8,
-                    ncaptures: 0,
-                    captures: [&[]; MAX_CAPTURES],
-                });
-            }
+        if !applies(rule, api, kind) {
             continue;
         }
         for route in rule.routes {
@@ -139,20 +193,52 @@ pub fn classify<'p>(
                 continue;
             }
             let mut captures: [&'p [u8]; MAX_CAPTURES] = [&[]; MAX_CAPTURES];
-            if let Some(ncaptures) = stack.matches(route.path.as_bytes(), &mut captures) {
-                let _ = out.matches.push(Match {
+            if let Some(ncaptures) = matches(route.path.as_bytes(), &mut captures) {
+                f(Match {
                     rule: index as u8,
                     ncaptures,
                     captures,
                 });
-                if unlimited && out.exempt.is_none() {
-                    out.exempt = Some(index as u8);
+                summary.matched += 1;
+                if summary.exempt.is_none() && rule.quota.is_unlimited() {
+                    summary.exempt = Some(index as u8);
                 }
                 break;
             }
         }
     }
-    out
+    summary
+}
+
+/// A path that cannot be made canonical matches every limited rule with a
+/// route for its method, without captures.
+#[cold]
+fn visit_non_canonical<'p>(
+    table: &RuleTable<'_>,
+    api: Api,
+    kind: InstanceKind,
+    method: Method,
+    mut f: impl FnMut(Match<'p>),
+) -> Summary {
+    let mut summary = Summary {
+        matched: 0,
+        exempt: None,
+        canonical: false,
+    };
+    for (index, rule) in table.rules().iter().enumerate().take(MAX_RULES) {
+        if applies(rule, api, kind)
+            && !rule.quota.is_unlimited()
+            && rule.routes.iter().any(|r| r.method.matches(method))
+        {
+            f(Match {
+                rule: index as u8,
+                ncaptures: 0,
+                captures: [&[]; MAX_CAPTURES],
+            });
+            summary.matched += 1;
+        }
+    }
+    summary
 }
 
 /// The bytes of a captured segment with its percent escapes decoded.
@@ -462,11 +548,8 @@ impl<'p> Stack<'p> {
             let seg = self.segs[idx];
             let encoded = self.encoded & (1 << idx) != 0;
             if pat[j] == b'{' {
-                let mut e = j + 1;
-                while e < plen && pat[e] != b'/' {
-                    e += 1;
-                }
-                if pat[e - 1] == b'}' && e - j >= 2 {
+                let e = segment_end(pat, j);
+                if is_capture(pat, j, e) {
                     if n < MAX_CAPTURES {
                         captures[n] = seg;
                         n += 1;
@@ -487,26 +570,243 @@ impl<'p> Stack<'p> {
 /// (decoded if `encoded`); on a match, the pattern index just past it.
 #[inline(always)]
 fn literal(pat: &[u8], j: usize, seg: &[u8], encoded: bool) -> Option<usize> {
-    let e = if !encoded {
-        let e = j + seg.len();
-        if pat.get(j..e)? != seg {
-            return None;
+    let mut k = j;
+    if !encoded {
+        for &b in seg {
+            if pat.get(k) != Some(&b) {
+                return None;
+            }
+            k += 1;
         }
-        e
     } else {
-        let mut k = j;
         for b in decoded(seg) {
             if pat.get(k) != Some(&b) {
                 return None;
             }
             k += 1;
         }
-        k
-    };
-    match pat.get(e) {
-        None | Some(b'/') => Some(e),
+    }
+    match pat.get(k) {
+        None | Some(b'/') => Some(k),
         Some(_) => None,
     }
+}
+
+/// The index of the first `/` in `pat` at or after `j`, or its length.
+#[inline(always)]
+fn segment_end(pat: &[u8], mut j: usize) -> usize {
+    while j < pat.len() && pat[j] != b'/' {
+        j += 1;
+    }
+    j
+}
+
+/// Whether `pat[j..e]` is a `{name}` capture.
+#[inline(always)]
+fn is_capture(pat: &[u8], j: usize, e: usize) -> bool {
+    e - j >= 2 && pat[j] == b'{' && pat[e - 1] == b'}'
+}
+
+/// What the clean-path scan does at each byte: 0 go on, 1 end of segment
+/// (`/`), 2 end of path (`?`, `#`), 3 not clean (`%`, NUL, `\`).
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'/' as usize] = 1;
+    t[b'?' as usize] = 2;
+    t[b'#' as usize] = 2;
+    t[b'%' as usize] = 3;
+    t[0] = 3;
+    t[b'\\' as usize] = 3;
+    t
+};
+
+/// If `path` is already in canonical form up to its query (it starts with
+/// `/`, has no escape, NUL, backslash, empty or dot segment, except perhaps
+/// one trailing slash) and is at most [`MAX_DEPTH`] segments deep, that
+/// canonical prefix: `/a/b`, or empty for the root.
+#[inline(always)]
+fn clean_prefix(path: &[u8]) -> Option<&[u8]> {
+    if path.first() != Some(&b'/') {
+        return None;
+    }
+    let plain = |seg: &[u8]| !matches!(seg, b"" | b"." | b"..");
+    let mut depth = 0usize;
+    let mut start = 1;
+    let mut i = 1;
+    while i < path.len() {
+        match CLASS[path[i] as usize] {
+            0 => {}
+            1 => {
+                if !plain(&path[start..i]) {
+                    return None;
+                }
+                depth += 1;
+                start = i + 1;
+            }
+            2 => break,
+            _ => return None,
+        }
+        i += 1;
+    }
+    let mut end = i;
+    if start == end {
+        // The root, or a trailing slash: drop it.
+        end -= 1;
+    } else if plain(&path[start..end]) {
+        depth += 1;
+    } else {
+        return None;
+    }
+    (depth <= MAX_DEPTH).then(|| &path[..end])
+}
+
+/// Match `pat` against a clean path (as [`clean_prefix`] returns it), the
+/// same way [`Stack::matches`] does against a stack, in one pass over both.
+#[inline(always)]
+fn match_clean<'p>(
+    pat: &[u8],
+    path: &'p [u8],
+    captures: &mut [&'p [u8]; MAX_CAPTURES],
+) -> Option<u8> {
+    if pat == b"*" {
+        return Some(0);
+    }
+    let (plen, end) = (pat.len(), path.len());
+    if !tail_may_match(pat, path) {
+        return None;
+    }
+    let (mut i, mut j, mut n) = (0, 0, 0usize);
+    loop {
+        // `i` is at a `/` of the path or its end; `j` likewise in `pat`.
+        while j < plen && pat[j] == b'/' {
+            j += 1;
+        }
+        if j == plen {
+            return (i == end).then_some(n as u8);
+        }
+        if pat[j] == b'*' && j + 1 == plen {
+            return Some(n as u8);
+        }
+        if i == end {
+            return None;
+        }
+        i += 1;
+        if pat[j] == b'{' {
+            let e = segment_end(pat, j);
+            if is_capture(pat, j, e) {
+                let s = i;
+                i = next_slash(path, i);
+                if n < MAX_CAPTURES {
+                    captures[n] = &path[s..i];
+                    n += 1;
+                }
+                j = e;
+                continue;
+            }
+        }
+        // A literal segment: compare in lockstep up to the next `/` (or
+        // end) of both, which must come together. Eight bytes at a time
+        // while the pattern holds no `{` or `*` (so no capture or wildcard
+        // can start inside them): equal bytes may run on into the next
+        // literal segments, which is the same as comparing them one by one.
+        loop {
+            if j + 8 <= plen && i + 8 <= end {
+                let (a, b) = (load(pat, j), load(path, i));
+                if bytes_equal_to(a, b'{') | bytes_equal_to(a, b'*') == 0 {
+                    let diff = a ^ b;
+                    if diff == 0 {
+                        i += 8;
+                        j += 8;
+                        continue;
+                    }
+                    // Equal up to byte k, then different: a mismatch,
+                    // unless the pattern has a `/` there (an empty pattern
+                    // segment, which the byte steps below get right).
+                    let k = (diff.trailing_zeros() / 8) as usize;
+                    if pat[j + k] != b'/' {
+                        return None;
+                    }
+                }
+            }
+            let p = if j < plen { pat[j] } else { b'/' };
+            let c = if i < end { path[i] } else { b'/' };
+            if p != c {
+                return None;
+            }
+            if p == b'/' {
+                break;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+}
+
+/// A quick test from the end that rejects most patterns at the first bytes
+/// compared: when the pattern's last segment is a literal, that segment and
+/// the `/` before it also end a clean path it matches. False only when the
+/// pattern cannot match.
+#[inline(always)]
+fn tail_may_match(pat: &[u8], path: &[u8]) -> bool {
+    let (plen, end) = (pat.len(), path.len());
+    match pat.last() {
+        None | Some(b'}' | b'*' | b'/') => return true,
+        Some(_) => {}
+    }
+    if plen >= 8 && end >= 8 {
+        // The last eight bytes, from the last `/` among them on, must agree.
+        let (a, b) = (load(pat, plen - 8), load(path, end - 8));
+        let slashes = bytes_equal_to(a, b'/');
+        let from = if slashes == 0 {
+            0
+        } else {
+            63 - slashes.leading_zeros() as usize - 7
+        };
+        return (a ^ b) >> from == 0;
+    }
+    let mut t = 1;
+    loop {
+        let p = pat[plen - t];
+        if t > end || path[end - t] != p {
+            return false;
+        }
+        if p == b'/' || t == plen {
+            return true;
+        }
+        t += 1;
+    }
+}
+
+/// The index of the first `/` in `path` at or after `i`, or its length.
+#[inline(always)]
+fn next_slash(path: &[u8], mut i: usize) -> usize {
+    while i + 8 <= path.len() {
+        let m = bytes_equal_to(load(path, i), b'/');
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < path.len() && path[i] != b'/' {
+        i += 1;
+    }
+    i
+}
+
+/// Eight bytes of `s` from `at`, the first in the low bits.
+#[inline(always)]
+fn load(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The high bit of every byte of `x` equal to `b`, and no other bit.
+#[inline(always)]
+const fn bytes_equal_to(x: u64, b: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let v = x ^ (0x0101_0101_0101_0101 * b as u64);
+    !(((v & LOW7) + LOW7) | v | LOW7)
 }
 
 #[cfg(test)]

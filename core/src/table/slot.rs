@@ -278,7 +278,12 @@ pub fn relocate<C: Cells>(
         let _ = cells.cas(to, reservation, 0);
         return false;
     }
-    if cells.cas(to, reservation, value).is_err() {
+    if let Err(now_at_to) = cells.cas(to, reservation, value) {
+        if identity(now_at_to) == tag && kind_of(now_at_to) == Kind::Live {
+            // A helper finished step 3 for us: only step 4 is left.
+            let _ = cells.cas(from, frozen, 0);
+            return true;
+        }
         // Our reservation expired and was cleared: thaw the source.
         let _ = cells.cas(from, frozen, value);
         return false;
