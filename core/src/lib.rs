@@ -28,3 +28,8 @@ pub use limiter::{Config, HandleOptions, Limiter, Policy, Request, StaticLimiter
 pub use quota::{Algorithm, Outcome, Quota};
 pub use rule::{Api, InstanceKind, Method, Route, Rule, RuleTable, Scope};
 pub use time::Nanos;
+
+/// The README's Rust example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -657,14 +657,15 @@ impl<'a> Limiter<'a> {
     }
 
     /// On allow, the binding rule is the one with the smallest fraction of
-    /// its burst left.
+    /// its burst left (ties: the one furthest from full replenishment).
     fn tightest(&self, work: &[Work], outcomes: &[Outcome]) -> usize {
         let mut best = 0;
         for i in 1..outcomes.len() {
             let burst = |k: usize| self.params[work[k].rule as usize].quota.burst().max(1) as u64;
-            if (outcomes[i].remaining as u64) * burst(best)
-                < (outcomes[best].remaining as u64) * burst(i)
-            {
+            let lhs = outcomes[i].remaining as u64 * burst(best);
+            let rhs = outcomes[best].remaining as u64 * burst(i);
+            // Ties go to the rule that takes longest to replenish.
+            if lhs < rhs || (lhs == rhs && outcomes[i].reset > outcomes[best].reset) {
                 best = i;
             }
         }
