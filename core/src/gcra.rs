@@ -11,7 +11,49 @@ use crate::quota::Outcome;
 /// Decide a request of `cost` (≥ 1) at `now` against `tat`.
 ///
 /// `t` is the emission interval in ns (≥ 1) and `burst` the burst (≥ 1).
+#[inline]
 pub fn decide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
+    // Fast path in u64 when nothing can overflow: every realistic input.
+    if let Some(o) = decide_u64(tat, now, cost, t, burst) {
+        return o;
+    }
+    decide_wide(tat, now, cost, t, burst)
+}
+
+#[inline]
+fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Option<Outcome> {
+    const LIMIT: u64 = 1 << 62;
+    if t == 0 || burst == 0 || cost == 0 || cost > burst || now >= LIMIT || tat >= LIMIT {
+        return None;
+    }
+    let span = t.checked_mul(burst as u64).filter(|&s| s < LIMIT)?;
+    if tat > now + 2 * span {
+        return None; // a wild state: the clamp is on the wide path
+    }
+    let base = if tat > now { tat } else { now };
+    let new_tat = base + cost as u64 * t; // < 2^62 + 2^63: no overflow
+    if new_tat <= now + span {
+        Some(Outcome {
+            allowed: true,
+            never_fits: false,
+            state: new_tat,
+            remaining: ((now + span - new_tat) / t) as u32,
+            reset: new_tat - now,
+            retry_after: 0,
+        })
+    } else {
+        Some(Outcome {
+            allowed: false,
+            never_fits: false,
+            state: tat,
+            remaining: ((now + span).saturating_sub(base) / t) as u32,
+            reset: base - now,
+            retry_after: new_tat - span - now,
+        })
+    }
+}
+
+fn decide_wide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
     let t = t.max(1) as u128;
     let burst = burst.max(1);
     let cost = cost.max(1);
@@ -182,5 +224,20 @@ mod tests {
         assert_eq!(merge(80, 100, 50), 130);
         assert_eq!(merge(100, 10, 50), 100);
         assert_eq!(merge(u64::MAX, u64::MAX, 0), u64::MAX);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_u64_fast_path_agrees_with_the_wide_path(
+            tat in proptest::prop_oneof![0..u64::MAX, 0..1u64 << 40],
+            now in proptest::prop_oneof![0..u64::MAX, 0..1u64 << 40],
+            cost in 0..40u32,
+            t in proptest::prop_oneof![1..u64::MAX, 1..1u64 << 32],
+            burst in 0..40u32,
+        ) {
+            if let Some(fast) = decide_u64(tat, now, cost, t, burst) {
+                proptest::prop_assert_eq!(fast, decide_wide(tat, now, cost, t, burst));
+            }
+        }
     }
 }

@@ -94,7 +94,7 @@ pub fn tag(subject: SubjectHash, rule: u8) -> u64 {
 
 /// The tag of `rule` for a subject extended by captured ids; `captures`
 /// yields each id's decoded bytes in turn.
-pub fn tag_with_captures<'c, I, J>(subject: SubjectHash, rule: u8, captures: I) -> u64
+pub fn tag_with_captures<I, J>(subject: SubjectHash, rule: u8, captures: I) -> u64
 where
     I: IntoIterator<Item = J>,
     J: IntoIterator<Item = u8>,

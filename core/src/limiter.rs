@@ -331,7 +331,7 @@ impl<'a> Limiter<'a> {
         if len < table::bytes_for(1).unwrap_or(0) {
             return Err(Error::TooSmall);
         }
-        if mem as usize % table::ALIGN != 0 {
+        if !(mem as usize).is_multiple_of(table::ALIGN) {
             return Err(Error::Misaligned);
         }
         // SAFETY: the header fits (checked above) and is aligned; every bit
@@ -945,7 +945,7 @@ impl<const BUCKETS: usize> StaticLimiter<BUCKETS> {
     /// A handle, or [`Error::NotSeeded`] until [`StaticLimiter::seed`].
     pub fn limiter(&'static self) -> Result<Limiter<'static>, Error> {
         let table = Table::of_static(&self.memory);
-        let fields = table.header.read()?;
+        let fields = table.header.read().map_err(|_| Error::NotSeeded)?;
         let mut config = self.config;
         config.capacity = table.capacity() as u32;
         Ok(Limiter::new(table, self.rules, config, fields.seed))

@@ -150,7 +150,7 @@ impl<'m> Table<'m> {
         if len < need {
             return Err(PlaceError::TooSmall);
         }
-        if mem as usize % ALIGN != 0 {
+        if !(mem as usize).is_multiple_of(ALIGN) {
             return Err(PlaceError::Misaligned);
         }
         let stripes_at = size_of::<Header>();

@@ -1,0 +1,983 @@
+//! Limiter handles: configuration, custom rule tables, new / init / attach /
+//! free, counters and rule look-ups.
+
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::ffi::c_char;
+use std::mem::offset_of;
+use std::ptr::NonNull;
+
+use ratecard_core::rule::MAX_RULES;
+use ratecard_core::{
+    Algorithm, Api, Config, HandleOptions, InstanceKind, Limiter, Method, Nanos, Policy, Quota,
+    Route, Rule, RuleTable, Scope, Seed, CLERK,
+};
+
+use crate::boundary::{
+    boundary, bytes, ratecard_status, slice, status_of, write, RATECARD_INVALID_ARGUMENT,
+    RATECARD_INVALID_CAPACITY, RATECARD_INVALID_CONFIG, RATECARD_INVALID_RULES, RATECARD_OK,
+    RATECARD_OUT_OF_MEMORY, RATECARD_SEED_UNAVAILABLE, RATECARD_UNKNOWN_RULE,
+};
+
+/// Eviction policy (ratecard_config.policy): when both buckets of a new key
+/// hold only keys still in debt, evict the one using the smallest fraction
+/// of its burst (counted in ratecard_stats.evicted). The default.
+pub const RATECARD_POLICY_EVICT: u8 = 0;
+/// Eviction policy: deny the new key until a slot frees up (fail closed).
+pub const RATECARD_POLICY_DENY: u8 = 1;
+/// Eviction policy: admit the new key without tracking it (fail open).
+pub const RATECARD_POLICY_ADMIT: u8 = 2;
+
+/// Instance kind (ratecard_rule.kind): the rule applies to every instance.
+/// As ratecard_config.unknown_kind: the default, development.
+pub const RATECARD_KIND_ANY: u8 = 0;
+/// Instance kind: production (`sk_live_` / `live_` keys).
+pub const RATECARD_KIND_PRODUCTION: u8 = 1;
+/// Instance kind: development (`sk_test_` / `test_` keys, and a missing key).
+pub const RATECARD_KIND_DEVELOPMENT: u8 = 2;
+
+/// Rule scope (ratecard_rule.scope): one client IP (IPv4, or an IPv6
+/// prefix), within the request's tenant if any.
+pub const RATECARD_SCOPE_CLIENT_IP: u8 = 0;
+/// Rule scope: one instance (the tenant if given, else the secret key, else
+/// the client IP), extended by the route's `{param}` captures.
+pub const RATECARD_SCOPE_INSTANCE: u8 = 1;
+
+/// Algorithm: in ratecard_config, each rule's own; in ratecard_rule, GCRA.
+pub const RATECARD_ALGORITHM_DEFAULT: u8 = 0;
+/// Algorithm: GCRA, a smooth rate with a burst allowance.
+pub const RATECARD_ALGORITHM_GCRA: u8 = 1;
+/// Algorithm: fixed windows aligned on multiples of the period.
+pub const RATECARD_ALGORITHM_FIXED_WINDOW: u8 = 2;
+
+/// A limiter: a rule table and a configuration over a state table, in memory
+/// the library owns (ratecard_limiter_new) or the caller owns
+/// (ratecard_limiter_init, ratecard_limiter_attach).
+///
+/// Thread safety: every function taking a `const ratecard_limiter *` may be
+/// called from any number of threads at once on one handle.
+/// ratecard_limiter_free must not race with any other call on the handle.
+pub struct ratecard_limiter {
+    // Borrows `custom` and `memory` (or the caller's region): declared, and
+    // so dropped, first.
+    limiter: Limiter<'static>,
+    custom: Option<CustomRules>,
+    _memory: Option<Region>,
+}
+
+/// Limiter configuration. Fill it with ratecard_config_default(), then
+/// change what you need.
+///
+/// Passed in: every `reserved` word must be zero (RATECARD_INVALID_ARGUMENT
+/// otherwise); later versions give zero the behaviour of this layout.
+#[repr(C)]
+pub struct ratecard_config {
+    /// Slots in the state table (one per live (rule, subject) pair), rounded
+    /// up; 1 to 2^28; see ratecard_limiter_bytes(). Default 65536.
+    pub capacity: u32,
+    /// The 16-byte secret hash seed; NULL (with seed_len 0) for one from the
+    /// operating system. Processes sharing a table use the recorded seed.
+    pub seed: *const u8,
+    /// 16 when `seed` is given, else 0.
+    pub seed_len: usize,
+    /// IPv6 clients are keyed on this many leading bits, 0 to 128.
+    /// Default 64.
+    pub ipv6_prefix_len: u8,
+    /// This handle never denies: would-be denials set
+    /// ratecard_decision.dry_run_denied and consume nothing.
+    pub dry_run: bool,
+    /// RATECARD_POLICY_*: what to do when a new key finds only keys in debt.
+    pub policy: u8,
+    /// Instance kind of a secret key with an unknown prefix:
+    /// RATECARD_KIND_ANY (0, the default) or RATECARD_KIND_DEVELOPMENT for
+    /// development (the stricter limit), RATECARD_KIND_PRODUCTION for
+    /// production.
+    pub unknown_kind: u8,
+    /// Pace mode: burst 1 on every GCRA rule, so at most `limit` requests in
+    /// any window of `period` (for clients pacing calls to an API).
+    pub pace: bool,
+    /// RATECARD_ALGORITHM_*: enforce every rule with this algorithm;
+    /// RATECARD_ALGORITHM_DEFAULT (0) keeps each rule's own.
+    pub algorithm: u8,
+    /// A custom rule table of `rules_len` rules (at most 64), copied at
+    /// new / init / attach_with; NULL and 0 for the built-in Clerk table.
+    pub rules: *const ratecard_rule,
+    /// Number of rules at `rules`.
+    pub rules_len: usize,
+    /// Must be zero.
+    pub reserved: [u64; 4],
+}
+
+/// One route of a custom rule: an HTTP method and a path pattern.
+///
+/// Frozen layout: later versions extend routes through ratecard_rule's
+/// reserved words, never by changing this struct.
+#[repr(C)]
+pub struct ratecard_route {
+    /// The method, any ASCII case (GET, HEAD, POST, PUT, PATCH, DELETE,
+    /// OPTIONS); empty for every method. Another name is
+    /// RATECARD_INVALID_RULES.
+    pub method: *const u8,
+    /// Length of `method`.
+    pub method_len: usize,
+    /// The path pattern, UTF-8, starting with `/`: a `{param}` segment
+    /// captures one path segment (at most two per pattern), a final `*`
+    /// segment matches any rest (or none), and `*` alone every path.
+    pub path: *const u8,
+    /// Length of `path`.
+    pub path_len: usize,
+}
+
+/// One row of a custom rule table. A request is checked against every rule
+/// it matches and allowed only if all allow.
+///
+/// Passed in: every `reserved` word must be zero.
+#[repr(C)]
+pub struct ratecard_rule {
+    /// Stable name of `[A-Za-z0-9._-]` characters, e.g. `fapi.sign_ins.create`;
+    /// used in RateLimit fields.
+    pub name: *const u8,
+    /// Length of `name`.
+    pub name_len: usize,
+    /// RATECARD_API_FRONTEND or RATECARD_API_BACKEND.
+    pub api: u32,
+    /// RATECARD_SCOPE_*.
+    pub scope: u8,
+    /// RATECARD_KIND_*: only for instances of this kind, or any.
+    pub kind: u8,
+    /// The routes; a request matching any of them matches the rule.
+    pub routes: *const ratecard_route,
+    /// Number of routes.
+    pub routes_len: usize,
+    /// Requests per period; 0 = unlimited (matching requests are exempt
+    /// from every rule).
+    pub limit: u32,
+    /// The period in nanoseconds; not 0 for a limited rule.
+    pub period_ns: u64,
+    /// Requests that may be sent back to back (GCRA); 0 = `limit`.
+    pub burst: u32,
+    /// RATECARD_ALGORITHM_*: 0 or GCRA for GCRA, or FIXED_WINDOW.
+    pub algorithm: u8,
+    /// Must be zero.
+    pub reserved: [u64; 2],
+}
+
+/// Counters of a table, summed over every handle attached to it.
+///
+/// Written by the library: `reserved` words are zeroed.
+#[repr(C)]
+pub struct ratecard_stats {
+    /// Decisions allowed (exempt ones included; unmatched ones not counted).
+    pub allowed: u64,
+    /// Decisions denied (dry-run denials included).
+    pub denied: u64,
+    /// Inserts that evicted a key still in debt.
+    pub evicted: u64,
+    /// Keys inserted.
+    pub inserts: u64,
+    /// Requests refused or admitted untracked because the table was full of
+    /// keys in debt (RATECARD_POLICY_DENY and RATECARD_POLICY_ADMIT).
+    pub full: u64,
+    /// Slots holding a key now (a scan of the table).
+    pub occupancy: u64,
+    /// Slots in the table.
+    pub capacity: u64,
+    /// Zero.
+    pub reserved: [u64; 4],
+}
+
+/// `ratecard_config` as read from C: bytes instead of `bool`, since C may
+/// hand over any byte there.
+#[repr(C)]
+struct ConfigBits {
+    capacity: u32,
+    seed: *const u8,
+    seed_len: usize,
+    ipv6_prefix_len: u8,
+    dry_run: u8,
+    policy: u8,
+    unknown_kind: u8,
+    pace: u8,
+    algorithm: u8,
+    rules: *const ratecard_rule,
+    rules_len: usize,
+    reserved: [u64; 4],
+}
+
+const _: () = {
+    assert!(size_of::<ConfigBits>() == size_of::<ratecard_config>());
+    assert!(align_of::<ConfigBits>() == align_of::<ratecard_config>());
+    assert!(offset_of!(ConfigBits, dry_run) == offset_of!(ratecard_config, dry_run));
+    assert!(offset_of!(ConfigBits, pace) == offset_of!(ratecard_config, pace));
+    assert!(offset_of!(ConfigBits, algorithm) == offset_of!(ratecard_config, algorithm));
+    assert!(offset_of!(ConfigBits, rules) == offset_of!(ratecard_config, rules));
+    assert!(offset_of!(ConfigBits, reserved) == offset_of!(ratecard_config, reserved));
+};
+
+/// A configuration read and checked.
+struct Settings {
+    config: Config,
+    seed: Option<Seed>,
+    custom: Option<CustomRules>,
+}
+
+impl Settings {
+    /// Read `config` (NULL = defaults).
+    ///
+    /// # Safety
+    /// A non-NULL `config` must point to a readable `ratecard_config` whose
+    /// seed and rules pointers follow its documented contract.
+    unsafe fn read(config: *const ratecard_config) -> Result<Settings, ratecard_status> {
+        if config.is_null() {
+            return Ok(Settings {
+                config: Config::DEFAULT,
+                seed: None,
+                custom: None,
+            });
+        }
+        // SAFETY: non-NULL and readable (caller); every field of ConfigBits
+        // is valid for any bit pattern, and the layouts match (asserted).
+        let c = unsafe { (config as *const ConfigBits).read_unaligned() };
+        if c.reserved != [0; 4] {
+            return Err(RATECARD_INVALID_ARGUMENT);
+        }
+        // SAFETY: the caller's contract for `seed`.
+        let seed = unsafe { bytes(c.seed, c.seed_len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
+        let seed = match (c.seed.is_null(), <[u8; 16]>::try_from(seed)) {
+            (true, _) => None,
+            (false, Ok(s)) => Some(Seed::from_bytes(s)),
+            (false, Err(_)) => return Err(RATECARD_INVALID_CONFIG),
+        };
+        if c.ipv6_prefix_len > 128 {
+            return Err(RATECARD_INVALID_CONFIG);
+        }
+        let unknown_kind = match c.unknown_kind {
+            RATECARD_KIND_ANY | RATECARD_KIND_DEVELOPMENT => InstanceKind::Development,
+            RATECARD_KIND_PRODUCTION => InstanceKind::Production,
+            _ => return Err(RATECARD_INVALID_CONFIG),
+        };
+        let algorithm = match c.algorithm {
+            RATECARD_ALGORITHM_DEFAULT => None,
+            RATECARD_ALGORITHM_GCRA => Some(Algorithm::Gcra),
+            RATECARD_ALGORITHM_FIXED_WINDOW => Some(Algorithm::FixedWindow),
+            _ => return Err(RATECARD_INVALID_CONFIG),
+        };
+        let policy = Policy::from_u8(c.policy).ok_or(RATECARD_INVALID_CONFIG)?;
+        // SAFETY: the caller's contract for `rules`.
+        let custom = unsafe { CustomRules::copy(c.rules, c.rules_len) }?;
+        Ok(Settings {
+            config: Config {
+                capacity: c.capacity,
+                ipv6_prefix: c.ipv6_prefix_len,
+                unknown_kind,
+                pace: c.pace != 0,
+                algorithm,
+                policy,
+                dry_run: c.dry_run != 0,
+            },
+            seed,
+            custom,
+        })
+    }
+
+    fn rules(&self) -> RuleTable<'static> {
+        match &self.custom {
+            Some(c) => c.table(),
+            None => CLERK,
+        }
+    }
+
+    fn seed(&self) -> Result<Seed, ratecard_status> {
+        match self.seed {
+            Some(s) => Ok(s),
+            None => os_seed(),
+        }
+    }
+}
+
+/// A custom rule table copied into memory the handle owns. Names are
+/// followed by a NUL byte, for ratecard_rule_name().
+struct CustomRules {
+    // Never mutated once built: `rules` and `routes` hold slices of the
+    // heap buffers below, which moving a Vec leaves in place.
+    _text: Vec<u8>,
+    _routes: Vec<Route<'static>>,
+    rules: Vec<Rule<'static>>,
+}
+
+impl CustomRules {
+    /// Copy and check `len` C rules; `None` for an empty table (the Clerk
+    /// table is used).
+    ///
+    /// # Safety
+    /// A non-NULL `ptr` must point to `len` readable `ratecard_rule`s, whose
+    /// pointers follow their documented contract.
+    unsafe fn copy(
+        ptr: *const ratecard_rule,
+        len: usize,
+    ) -> Result<Option<CustomRules>, ratecard_status> {
+        // SAFETY: forwarded.
+        let c_rules = unsafe { slice(ptr, len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
+        if c_rules.is_empty() {
+            return Ok(None);
+        }
+        if c_rules.len() > MAX_RULES {
+            return Err(RATECARD_INVALID_RULES);
+        }
+        // First pass: check every pointer and measure.
+        let mut text_len = 0usize;
+        let mut routes_len = 0usize;
+        for r in c_rules {
+            if r.reserved != [0; 2] {
+                return Err(RATECARD_INVALID_ARGUMENT);
+            }
+            // SAFETY: the caller's contract for the rule's pointers.
+            let name = unsafe { bytes(r.name, r.name_len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
+            // SAFETY: as above.
+            let routes =
+                unsafe { slice(r.routes, r.routes_len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
+            text_len = add(text_len, name.len())?;
+            text_len = add(text_len, 1)?;
+            routes_len = add(routes_len, routes.len())?;
+            for route in routes {
+                // SAFETY: as above.
+                unsafe { bytes(route.method, route.method_len) }
+                    .ok_or(RATECARD_INVALID_ARGUMENT)?;
+                // SAFETY: as above.
+                let path = unsafe { bytes(route.path, route.path_len) }
+                    .ok_or(RATECARD_INVALID_ARGUMENT)?;
+                text_len = add(text_len, path.len())?;
+            }
+        }
+        // Second pass: copy every string into one buffer.
+        let mut text = Vec::new();
+        text.try_reserve_exact(text_len)
+            .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
+        for r in c_rules {
+            // SAFETY: checked in the first pass.
+            text.extend_from_slice(unsafe { bytes(r.name, r.name_len) }.unwrap_or_default());
+            text.push(0);
+            // SAFETY: checked in the first pass.
+            for route in unsafe { slice(r.routes, r.routes_len) }.unwrap_or_default() {
+                // SAFETY: checked in the first pass.
+                let path = unsafe { bytes(route.path, route.path_len) }.unwrap_or_default();
+                text.extend_from_slice(path);
+            }
+        }
+        // SAFETY: `text` is final: never mutated or reallocated again, and
+        // its heap buffer lives as long as the handle (see `ratecard_limiter`).
+        let all: &'static [u8] = unsafe { std::slice::from_raw_parts(text.as_ptr(), text.len()) };
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&'static str, ratecard_status> {
+            let end = at.checked_add(n).ok_or(RATECARD_INVALID_ARGUMENT)?;
+            let s = all.get(at..end).ok_or(RATECARD_INVALID_ARGUMENT)?;
+            at = end;
+            std::str::from_utf8(s).map_err(|_| RATECARD_INVALID_RULES)
+        };
+        let mut routes = Vec::new();
+        routes
+            .try_reserve_exact(routes_len)
+            .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
+        let mut names = [""; MAX_RULES];
+        for (r, slot) in c_rules.iter().zip(names.iter_mut()) {
+            *slot = take(r.name_len)?;
+            take(1)?;
+            // SAFETY: checked in the first pass.
+            for route in unsafe { slice(r.routes, r.routes_len) }.unwrap_or_default() {
+                // SAFETY: checked in the first pass.
+                let method = unsafe { bytes(route.method, route.method_len) }.unwrap_or_default();
+                let method = match Method::parse(method) {
+                    _ if method.is_empty() => Method::Any,
+                    Method::Other => return Err(RATECARD_INVALID_RULES),
+                    m => m,
+                };
+                routes.push(Route::new(method, take(route.path_len)?));
+            }
+        }
+        // SAFETY: as for `all`: `routes` is final.
+        let all_routes: &'static [Route<'static>] =
+            unsafe { std::slice::from_raw_parts(routes.as_ptr(), routes.len()) };
+        let mut rules = Vec::new();
+        rules
+            .try_reserve_exact(c_rules.len())
+            .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
+        let mut first = 0usize;
+        for (r, name) in c_rules.iter().zip(names) {
+            let end = first
+                .checked_add(r.routes_len)
+                .ok_or(RATECARD_INVALID_ARGUMENT)?;
+            let rule_routes = all_routes
+                .get(first..end)
+                .ok_or(RATECARD_INVALID_ARGUMENT)?;
+            first = end;
+            rules.push(rule_of(r, name, rule_routes)?);
+        }
+        let custom = CustomRules {
+            _text: text,
+            _routes: routes,
+            rules,
+        };
+        custom
+            .table()
+            .validate()
+            .map_err(|_| RATECARD_INVALID_RULES)?;
+        Ok(Some(custom))
+    }
+
+    fn table(&self) -> RuleTable<'static> {
+        // SAFETY: as for the strings: `rules` is never mutated, and lives as
+        // long as the handle, which drops its limiter first.
+        RuleTable::new(unsafe { std::slice::from_raw_parts(self.rules.as_ptr(), self.rules.len()) })
+    }
+}
+
+fn add(a: usize, b: usize) -> Result<usize, ratecard_status> {
+    a.checked_add(b).ok_or(RATECARD_INVALID_ARGUMENT)
+}
+
+fn rule_of(
+    r: &ratecard_rule,
+    name: &'static str,
+    routes: &'static [Route<'static>],
+) -> Result<Rule<'static>, ratecard_status> {
+    let api = Api::from_u32(r.api).ok_or(RATECARD_INVALID_RULES)?;
+    let scope = match r.scope {
+        RATECARD_SCOPE_CLIENT_IP => Scope::ClientIp,
+        RATECARD_SCOPE_INSTANCE => Scope::Instance,
+        _ => return Err(RATECARD_INVALID_RULES),
+    };
+    let kind = match r.kind {
+        RATECARD_KIND_ANY => None,
+        RATECARD_KIND_PRODUCTION => Some(InstanceKind::Production),
+        RATECARD_KIND_DEVELOPMENT => Some(InstanceKind::Development),
+        _ => return Err(RATECARD_INVALID_RULES),
+    };
+    let algorithm = match r.algorithm {
+        RATECARD_ALGORITHM_DEFAULT | RATECARD_ALGORITHM_GCRA => Algorithm::Gcra,
+        RATECARD_ALGORITHM_FIXED_WINDOW => Algorithm::FixedWindow,
+        _ => return Err(RATECARD_INVALID_RULES),
+    };
+    Ok(Rule {
+        name,
+        api,
+        scope,
+        kind,
+        routes,
+        quota: Quota {
+            limit: r.limit,
+            period: Nanos(r.period_ns),
+            burst: r.burst,
+        },
+        algorithm,
+    })
+}
+
+/// Table memory the library allocated (64-byte aligned, zeroed).
+struct Region {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+impl Region {
+    fn alloc(len: usize) -> Result<Region, ratecard_status> {
+        let layout = Layout::from_size_align(len, 64).map_err(|_| RATECARD_OUT_OF_MEMORY)?;
+        if layout.size() == 0 {
+            return Err(RATECARD_INVALID_CAPACITY);
+        }
+        // SAFETY: the layout's size is not zero.
+        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(RATECARD_OUT_OF_MEMORY)?;
+        Ok(Region { ptr, layout })
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `Region::alloc` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// 16 bytes from the operating system's random source.
+fn os_seed() -> Result<Seed, ratecard_status> {
+    let mut buf = [0u8; 16];
+    fill_random(&mut buf).map_err(|_| RATECARD_SEED_UNAVAILABLE)?;
+    Ok(Seed::from_bytes(buf))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn fill_random(buf: &mut [u8]) -> Result<(), ()> {
+    let mut done = 0usize;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        // SAFETY: `rest` is valid for writes of its length.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(());
+        }
+        done = done.saturating_add(n as usize);
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn fill_random(buf: &mut [u8]) -> Result<(), ()> {
+    // SAFETY: `buf` is valid for writes of its length (at most 256 bytes).
+    let rc = unsafe { libc::getentropy(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+impl ratecard_limiter {
+    /// Move a handle to the heap; RATECARD_OUT_OF_MEMORY rather than an
+    /// abort when that fails. Freed with `Box::from_raw`.
+    fn boxed(
+        limiter: Limiter<'static>,
+        custom: Option<CustomRules>,
+        memory: Option<Region>,
+    ) -> Result<*mut ratecard_limiter, ratecard_status> {
+        let layout = Layout::new::<ratecard_limiter>();
+        // SAFETY: the handle is not zero-sized.
+        let ptr = unsafe { alloc(layout) }.cast::<ratecard_limiter>();
+        if ptr.is_null() {
+            return Err(RATECARD_OUT_OF_MEMORY);
+        }
+        // SAFETY: freshly allocated for one `ratecard_limiter`; memory from
+        // the global allocator with `Layout::new::<T>()` is what
+        // `Box::from_raw` expects.
+        unsafe {
+            ptr.write(ratecard_limiter {
+                limiter,
+                custom,
+                _memory: memory,
+            })
+        };
+        Ok(ptr)
+    }
+
+    /// The core limiter.
+    pub(crate) fn get(&self) -> &Limiter<'static> {
+        &self.limiter
+    }
+
+    fn name(&self, rule: u32) -> *const c_char {
+        match &self.custom {
+            // Custom names are stored followed by a NUL byte.
+            Some(c) => c
+                .rules
+                .get(rule as usize)
+                .map_or(std::ptr::null(), |r| r.name.as_ptr().cast()),
+            None => clerk_names::get(rule as usize),
+        }
+    }
+}
+
+/// The Clerk table's rule names, NUL-terminated, built at compile time.
+mod clerk_names {
+    use std::ffi::c_char;
+
+    use ratecard_core::CLERK;
+
+    const RULES: usize = CLERK.len();
+
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "const evaluation: out of bounds fails the build"
+    )]
+    const LEN: usize = {
+        let mut n = 0;
+        let mut i = 0;
+        while i < RULES {
+            n += CLERK.rules()[i].name.len() + 1;
+            i += 1;
+        }
+        n
+    };
+
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "const evaluation: out of bounds fails the build"
+    )]
+    static TEXT: ([u8; LEN], [usize; RULES]) = {
+        let mut text = [0u8; LEN];
+        let mut starts = [0usize; RULES];
+        let mut at = 0;
+        let mut i = 0;
+        while i < RULES {
+            starts[i] = at;
+            let name = CLERK.rules()[i].name.as_bytes();
+            let mut j = 0;
+            while j < name.len() {
+                text[at] = name[j];
+                at += 1;
+                j += 1;
+            }
+            at += 1; // the NUL, already zero
+            i += 1;
+        }
+        (text, starts)
+    };
+
+    /// The NUL-terminated name of rule `i`, or NULL.
+    pub(super) fn get(i: usize) -> *const c_char {
+        match TEXT.1.get(i).and_then(|&at| TEXT.0.get(at..)) {
+            Some(s) => s.as_ptr().cast(),
+            None => std::ptr::null(),
+        }
+    }
+}
+
+/// Hand a new handle to the caller, or the status why there is none.
+///
+/// # Safety
+/// `out` must be valid for a write.
+unsafe fn deliver(
+    made: Result<*mut ratecard_limiter, ratecard_status>,
+    out: *mut *mut ratecard_limiter,
+) -> ratecard_status {
+    match made {
+        Ok(handle) => {
+            // SAFETY: forwarded.
+            unsafe { write(out, handle) };
+            RATECARD_OK
+        }
+        Err(e) => e,
+    }
+}
+
+/// Fill `*out` with the defaults: capacity 65536, seed from the operating
+/// system, IPv6 /64, enforcing (no dry run), RATECARD_POLICY_EVICT, unknown
+/// key prefixes are development instances, no pace mode, each rule's own
+/// algorithm, the built-in Clerk table, reserved words zero.
+///
+/// `out` NULL: does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_config_default(out: *mut ratecard_config) {
+    boundary! {
+        nonnull: out;
+        {
+            let d = Config::DEFAULT;
+            let config = ratecard_config {
+                capacity: d.capacity,
+                seed: std::ptr::null(),
+                seed_len: 0,
+                ipv6_prefix_len: d.ipv6_prefix,
+                dry_run: d.dry_run,
+                policy: d.policy as u8,
+                unknown_kind: RATECARD_KIND_ANY,
+                pace: d.pace,
+                algorithm: RATECARD_ALGORITHM_DEFAULT,
+                rules: std::ptr::null(),
+                rules_len: 0,
+                reserved: [0; 4],
+            };
+            // SAFETY: `out` is not NULL and points to a ratecard_config.
+            unsafe { write(out, config) }
+        }
+    }
+}
+
+/// Bytes of memory a table of `capacity` slots takes, header included,
+/// after rounding the capacity up (a power-of-two number of 4-slot
+/// buckets). 0 when `capacity` is 0 or above 2^28.
+#[no_mangle]
+pub extern "C" fn ratecard_limiter_bytes(capacity: u32) -> usize {
+    boundary! {
+        {
+            Limiter::bytes_for(capacity).unwrap_or(0)
+        }
+    }
+}
+
+/// Create a limiter in memory the library allocates (64-byte aligned,
+/// ratecard_limiter_bytes(config->capacity) bytes). Free it with
+/// ratecard_limiter_free().
+///
+/// `config` NULL: the defaults (see ratecard_config_default()). A custom
+/// rule table in `config` is copied: the caller's rules may be freed after
+/// the call.
+///
+/// Returns RATECARD_OK and sets `*out`; or RATECARD_NULL_ARGUMENT (`out`),
+/// RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CONFIG, RATECARD_INVALID_RULES,
+/// RATECARD_INVALID_CAPACITY, RATECARD_OUT_OF_MEMORY,
+/// RATECARD_SEED_UNAVAILABLE, RATECARD_NO_LOCK_FREE_CAS.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_new(
+    config: *const ratecard_config,
+    out: *mut *mut ratecard_limiter,
+) -> ratecard_status {
+    boundary! {
+        nonnull: out;
+        {
+            // SAFETY: the caller's contract for `config`.
+            let made = unsafe { Settings::read(config) }.and_then(|s| {
+                let len = Limiter::bytes_for(s.config.capacity).ok_or(RATECARD_INVALID_CAPACITY)?;
+                let rules = s.rules();
+                let seed = s.seed()?;
+                let region = Region::alloc(len)?;
+                // SAFETY: the region is ours, `len` bytes, zeroed, 64-byte
+                // aligned, and outlives the limiter in the handle.
+                let limiter =
+                    unsafe { Limiter::init_raw(region.ptr.as_ptr(), len, &s.config, rules, seed) }
+                        .map_err(status_of)?;
+                ratecard_limiter::boxed(limiter, s.custom, Some(region))
+            });
+            // SAFETY: `out` is not NULL.
+            unsafe { deliver(made, out) }
+        }
+    }
+}
+
+/// Lay a new table out in caller memory `mem` of `len` bytes, erasing what
+/// it held, and return a handle on it. `mem` must be 64-byte aligned and at
+/// least ratecard_limiter_bytes(config->capacity) bytes; a MAP_SHARED
+/// mapping (or an nginx shared zone) lets other processes join with
+/// ratecard_limiter_attach(). The memory must stay mapped until every
+/// handle on it is freed; ratecard_limiter_free() never writes it.
+///
+/// `config` NULL: the defaults. Call once per region, before any attach.
+///
+/// Returns RATECARD_OK and sets `*out`; or RATECARD_NULL_ARGUMENT (`mem`,
+/// `out`), RATECARD_MISALIGNED, RATECARD_MEMORY_TOO_SMALL, and the statuses
+/// of ratecard_limiter_new().
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_init(
+    mem: *mut std::ffi::c_void,
+    len: usize,
+    config: *const ratecard_config,
+    out: *mut *mut ratecard_limiter,
+) -> ratecard_status {
+    boundary! {
+        nonnull: mem, out;
+        {
+            // SAFETY: the caller's contract for `config`.
+            let made = unsafe { Settings::read(config) }.and_then(|s| {
+                let rules = s.rules();
+                let seed = s.seed()?;
+                // SAFETY: the caller hands over `len` bytes at `mem` until
+                // the handle is freed, shared only through this library.
+                let limiter =
+                    unsafe { Limiter::init_raw(mem.cast(), len, &s.config, rules, seed) }
+                        .map_err(status_of)?;
+                ratecard_limiter::boxed(limiter, s.custom, None)
+            });
+            // SAFETY: `out` is not NULL.
+            unsafe { deliver(made, out) }
+        }
+    }
+}
+
+/// Join the table that ratecard_limiter_init() laid out in `mem` (perhaps
+/// in another process), after verifying its header and checksum. The
+/// configuration recorded in the table applies; the handle enforces (no dry
+/// run) with the recorded policy. Only for tables on the built-in Clerk
+/// table: use ratecard_limiter_attach_with() for a custom one.
+///
+/// Returns RATECARD_OK and sets `*out`; or RATECARD_NULL_ARGUMENT,
+/// RATECARD_MEMORY_TOO_SMALL, RATECARD_MISALIGNED, RATECARD_NOT_A_TABLE,
+/// RATECARD_CORRUPT, RATECARD_NOT_SEEDED (initialisation not finished),
+/// RATECARD_RULES_MISMATCH, RATECARD_NO_LOCK_FREE_CAS.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_attach(
+    mem: *mut std::ffi::c_void,
+    len: usize,
+    out: *mut *mut ratecard_limiter,
+) -> ratecard_status {
+    boundary! {
+        nonnull: mem, out;
+        {
+            // SAFETY: as for ratecard_limiter_init.
+            let made = unsafe { Limiter::attach_raw(mem.cast(), len, CLERK, HandleOptions::default()) }
+                .map_err(status_of)
+                .and_then(|limiter| ratecard_limiter::boxed(limiter, None, None));
+            // SAFETY: `out` is not NULL.
+            unsafe { deliver(made, out) }
+        }
+    }
+}
+
+/// ratecard_limiter_attach() with the rule table of `config` (which must be
+/// the one the table was made with: RATECARD_RULES_MISMATCH otherwise) and
+/// this handle's own options from `config`: `dry_run` and `policy`. Every
+/// other field of `config` is ignored: the table's recorded configuration
+/// wins. `config` NULL: the Clerk table, enforcing, RATECARD_POLICY_EVICT.
+///
+/// Returns the statuses of ratecard_limiter_attach(), and
+/// RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CONFIG (`policy`),
+/// RATECARD_INVALID_RULES.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_attach_with(
+    mem: *mut std::ffi::c_void,
+    len: usize,
+    config: *const ratecard_config,
+    out: *mut *mut ratecard_limiter,
+) -> ratecard_status {
+    boundary! {
+        nonnull: mem, out;
+        {
+            // SAFETY: the caller's contract for `config`.
+            let made = unsafe { Settings::read(config) }.and_then(|s| {
+                let options = HandleOptions {
+                    dry_run: s.config.dry_run,
+                    policy: Some(s.config.policy),
+                };
+                // SAFETY: as for ratecard_limiter_init.
+                let limiter = unsafe { Limiter::attach_raw(mem.cast(), len, s.rules(), options) }
+                    .map_err(status_of)?;
+                ratecard_limiter::boxed(limiter, s.custom, None)
+            });
+            // SAFETY: `out` is not NULL.
+            unsafe { deliver(made, out) }
+        }
+    }
+}
+
+/// Free a handle from ratecard_limiter_new(), _init(), _attach() or
+/// _attach_with(). On an _init/_attach handle only the process's own memory
+/// is freed; the caller's region is never written, and other handles on it
+/// keep working. NULL: does nothing. The handle must not be used after, nor
+/// concurrently with, this call.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_free(limiter: *mut ratecard_limiter) {
+    boundary! {
+        {
+            if !limiter.is_null() {
+                // SAFETY: a handle from Box::into_raw in this module, freed
+                // once (the caller's contract).
+                drop(unsafe { Box::from_raw(limiter) });
+            }
+        }
+    }
+}
+
+/// Counters of the limiter's table, summed over every handle and process on
+/// it. The occupancy is a scan of the whole table: for monitoring, not for
+/// every request.
+///
+/// Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_stats(
+    limiter: *const ratecard_limiter,
+    out: *mut ratecard_stats,
+) -> ratecard_status {
+    boundary! {
+        nonnull: limiter, out;
+        {
+            // SAFETY: a live handle (the caller's contract).
+            let s = unsafe { &*limiter }.get().stats();
+            let stats = ratecard_stats {
+                allowed: s.allowed,
+                denied: s.denied,
+                evicted: s.evicted,
+                inserts: s.inserts,
+                full: s.full,
+                occupancy: s.occupancy,
+                capacity: s.capacity,
+                reserved: [0; 4],
+            };
+            // SAFETY: `out` is not NULL.
+            unsafe { write(out, stats) };
+            RATECARD_OK
+        }
+    }
+}
+
+/// Decisions allowed and denied with rule `rule` binding, over every handle
+/// on the table.
+///
+/// Returns RATECARD_OK and sets both outputs, or RATECARD_NULL_ARGUMENT,
+/// RATECARD_UNKNOWN_RULE.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_rule_stats(
+    limiter: *const ratecard_limiter,
+    rule: u32,
+    allowed: *mut u64,
+    denied: *mut u64,
+) -> ratecard_status {
+    boundary! {
+        nonnull: limiter, allowed, denied;
+        {
+            // SAFETY: a live handle (the caller's contract).
+            match unsafe { &*limiter }.get().rule_stats(rule) {
+                Some((a, d)) => {
+                    // SAFETY: neither is NULL.
+                    unsafe {
+                        write(allowed, a);
+                        write(denied, d);
+                    }
+                    RATECARD_OK
+                }
+                None => RATECARD_UNKNOWN_RULE,
+            }
+        }
+    }
+}
+
+/// The number of rules in the limiter's table; rules are numbered from 0.
+///
+/// Returns RATECARD_OK and sets `*out`, or RATECARD_NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_rule_count(
+    limiter: *const ratecard_limiter,
+    out: *mut u32,
+) -> ratecard_status {
+    boundary! {
+        nonnull: limiter, out;
+        {
+            // SAFETY: a live handle (the caller's contract).
+            let n = unsafe { &*limiter }.get().rules().len();
+            // SAFETY: `out` is not NULL; a table has at most 64 rules.
+            unsafe { write(out, n as u32) };
+            RATECARD_OK
+        }
+    }
+}
+
+/// The NUL-terminated name of rule `rule` (e.g. "fapi.sign_ins.create"),
+/// valid as long as the handle; NULL when `limiter` is NULL or `rule` is out
+/// of range (RATECARD_NO_RULE included).
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_rule_name(
+    limiter: *const ratecard_limiter,
+    rule: u32,
+) -> *const c_char {
+    boundary! {
+        nonnull: limiter;
+        {
+            // SAFETY: a live handle (the caller's contract).
+            unsafe { &*limiter }.name(rule)
+        }
+    }
+}
+
+/// The index of the rule named `name` (`name_len` bytes, no NUL needed).
+///
+/// Returns RATECARD_OK and sets `*out`, or RATECARD_NULL_ARGUMENT,
+/// RATECARD_INVALID_ARGUMENT, RATECARD_UNKNOWN_RULE.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_rule_find(
+    limiter: *const ratecard_limiter,
+    name: *const u8,
+    name_len: usize,
+    out: *mut u32,
+) -> ratecard_status {
+    boundary! {
+        nonnull: limiter, out;
+        bytes: name / name_len;
+        {
+            // SAFETY: a live handle (the caller's contract).
+            let rules = unsafe { &*limiter }.get().rules().rules();
+            match rules.iter().position(|r| r.name.as_bytes() == name) {
+                Some(i) => {
+                    // SAFETY: `out` is not NULL; a table has at most 64 rules.
+                    unsafe { write(out, i as u32) };
+                    RATECARD_OK
+                }
+                None => RATECARD_UNKNOWN_RULE,
+            }
+        }
+    }
+}
