@@ -15,18 +15,33 @@ fn main() {
     let sign_in = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(&ip);
     let mut now = 10 * SEC;
     for i in 1..=8 {
-        show(&enforcer, &format!("attempt {i} at t=10.0s"), &enforcer.check(&sign_in, Nanos(now)).unwrap());
+        show(
+            &enforcer,
+            &format!("attempt {i} at t=10.0s"),
+            &enforcer.check(&sign_in, Nanos(now)).unwrap(),
+        );
     }
     now += 2 * SEC;
-    show(&enforcer, "attempt 9 at t=12.0s", &enforcer.check(&sign_in, Nanos(now)).unwrap());
+    show(
+        &enforcer,
+        "attempt 9 at t=12.0s",
+        &enforcer.check(&sign_in, Nanos(now)).unwrap(),
+    );
 
     println!("\n== An IPv4-mapped IPv6 spelling of the same client is the same client ==");
     let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 203, 0, 113, 9];
     let sneaky = Request::new(Api::Frontend, b"post", b"//v1/client/./sign_ins/?x=1").ip(&mapped);
-    show(&enforcer, "attempt 10 (mapped IPv6, odd spelling)", &enforcer.check(&sneaky, Nanos(now)).unwrap());
+    show(
+        &enforcer,
+        "attempt 10 (mapped IPv6, odd spelling)",
+        &enforcer.check(&sneaky, Nanos(now)).unwrap(),
+    );
 
     println!("\n== A bulk job: 25 metadata updates of one user, paced (burst 1) ==");
-    let pacer = limiter(Config { pace: true, ..Config::DEFAULT });
+    let pacer = limiter(Config {
+        pace: true,
+        ..Config::DEFAULT
+    });
     let key = b"Bearer sk_live_0123456789abcdef0123456789abcdef01234567";
     let update = Request::new(Api::Backend, b"PATCH", b"/v1/users/user_2abc/metadata").key(key);
     let mut t = 100 * SEC;
@@ -37,7 +52,14 @@ fn main() {
         if d.allowed {
             sent += 1;
             if sent <= 3 || sent == 25 {
-                show(&pacer, &format!("update {sent} at t={:.1}s", (t - 100 * SEC) as f64 / SEC as f64), &d);
+                show(
+                    &pacer,
+                    &format!(
+                        "update {sent} at t={:.1}s",
+                        (t - 100 * SEC) as f64 / SEC as f64
+                    ),
+                    &d,
+                );
             }
         } else {
             waited += d.retry_after.0;
@@ -51,19 +73,35 @@ fn main() {
 
     println!("\n== GET /v1/jwks is exempt; GET /v1/users/me counts against the instance only ==");
     let jwks = Request::new(Api::Backend, b"GET", b"/v1/jwks").key(key);
-    show(&enforcer, "GET /v1/jwks", &enforcer.check(&jwks, Nanos(now)).unwrap());
+    show(
+        &enforcer,
+        "GET /v1/jwks",
+        &enforcer.check(&jwks, Nanos(now)).unwrap(),
+    );
     let me = Request::new(Api::Backend, b"GET", b"/v1/users/me").key(key);
-    show(&enforcer, "GET /v1/users/me", &enforcer.check(&me, Nanos(now)).unwrap());
+    show(
+        &enforcer,
+        "GET /v1/users/me",
+        &enforcer.check(&me, Nanos(now)).unwrap(),
+    );
 
     let s = enforcer.stats();
-    println!("\nenforcer counters: {} allowed, {} denied, {} of {} slots live", s.allowed, s.denied, s.occupancy, s.capacity);
+    println!(
+        "\nenforcer counters: {} allowed, {} denied, {} of {} slots live",
+        s.allowed, s.denied, s.occupancy, s.capacity
+    );
 }
 
 fn limiter(config: Config) -> Limiter<'static> {
     let len = Limiter::bytes_for(config.capacity).unwrap();
     // SAFETY: a fresh zeroed allocation, leaked so the limiter is 'static.
-    let mem = unsafe { std::slice::from_raw_parts_mut(alloc_zeroed(Layout::from_size_align(len, 64).unwrap()), len) };
-    let seed = Seed { k0: std::process::id() as u64, k1: 0x5eed };
+    let mem = unsafe {
+        std::slice::from_raw_parts_mut(alloc_zeroed(Layout::from_size_align(len, 64).unwrap()), len)
+    };
+    let seed = Seed {
+        k0: std::process::id() as u64,
+        k1: 0x5eed,
+    };
     Limiter::init(mem, &config, RuleTable::new(CLERK.rules()), seed).unwrap()
 }
 

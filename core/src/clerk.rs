@@ -29,8 +29,10 @@
 //!   matches the instance rule only.
 //! - `bapi.jwks` is unlimited: a request matching it is exempt from every
 //!   rule, the instance rule included.
-//! - Captures extend the subject of [`Scope::Instance`] rules only (per
-//!   user, per organization, per membership). [`Scope::ClientIp`] rules are
+//! - Captures extend the subject of [`Scope::InstanceParams`] rules only
+//!   (per user, per organization, per membership): organization
+//!   invitations count per instance, whatever the organization, as Clerk
+//!   documents them. [`Scope::ClientIp`] rules are
 //!   limited per client IP, whatever the path: the limiter ignores their
 //!   captures, so the `{sign_in_id}` of an attempt route is recorded by
 //!   classification but never splits an IP's attempt limit (a client could
@@ -229,21 +231,21 @@ const RULES: &[Rule<'static>] = &[
     Rule::new(
         "bapi.users.update",
         Api::Backend,
-        Scope::Instance,
+        Scope::InstanceParams,
         USERS_UPDATE,
         Quota::per_secs(10, 10),
     ),
     Rule::new(
         "bapi.organizations.update",
         Api::Backend,
-        Scope::Instance,
+        Scope::InstanceParams,
         ORGANIZATIONS_UPDATE,
         Quota::per_secs(10, 10),
     ),
     Rule::new(
         "bapi.memberships.update",
         Api::Backend,
-        Scope::Instance,
+        Scope::InstanceParams,
         MEMBERSHIPS_UPDATE,
         Quota::per_secs(10, 10),
     ),
@@ -319,9 +321,9 @@ mod tests {
             (25, 3600, Api::Backend, Scope::Instance, None),
             (250, 3600, Api::Backend, Scope::Instance, None),
             (50, 3600, Api::Backend, Scope::Instance, None),
-            (10, 10, Api::Backend, Scope::Instance, None),
-            (10, 10, Api::Backend, Scope::Instance, None),
-            (10, 10, Api::Backend, Scope::Instance, None),
+            (10, 10, Api::Backend, Scope::InstanceParams, None),
+            (10, 10, Api::Backend, Scope::InstanceParams, None),
+            (10, 10, Api::Backend, Scope::InstanceParams, None),
         ];
         for (rule, (limit, secs, api, scope, kind)) in CLERK.rules().iter().zip(expect) {
             assert_eq!(rule.quota.limit, limit, "{}", rule.name);

@@ -7,6 +7,9 @@
 #![no_std]
 #![deny(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod clerk;
 pub mod decision;
 pub mod error;
@@ -15,6 +18,7 @@ pub mod hash;
 pub mod limiter;
 pub mod quota;
 pub mod route;
+pub mod router;
 pub mod rule;
 pub mod table;
 pub mod time;

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::hash::{self, Domain, Seed, SubjectHash};
 use crate::quota::{Algorithm, Outcome, Quota};
 use crate::route::{self, Match};
+use crate::router::Router;
 use crate::rule::{Api, InstanceKind, RuleTable, Scope, MAX_RULES};
 use crate::table::evict::{self, Room};
 use crate::table::header::Fields;
@@ -232,6 +233,7 @@ impl Params {
 pub struct Limiter<'a> {
     table: Table<'a>,
     rules: RuleTable<'a>,
+    router: Router<'a>,
     params: [Params; MAX_RULES],
     config: Config,
     seed: Seed,
@@ -269,6 +271,7 @@ impl<'a> Limiter<'a> {
         Limiter {
             table,
             rules,
+            router: Router::new(rules),
             params,
             config,
             seed,
@@ -549,44 +552,55 @@ impl<'a> Limiter<'a> {
         } else {
             key_kind(key).unwrap_or(self.config.unknown_kind)
         };
-        let classes = route::classify(&self.rules, request.api, kind, request.method, request.path);
-        if let Some(rule) = classes.exempt {
-            return Ok(Classified::Exempt(rule));
-        }
-        if classes.matches.is_empty() {
-            return Ok(Classified::NoRule);
-        }
         let tenant = request.tenant;
         let mut by_ip: Option<SubjectHash> = None;
         let mut by_instance: Option<SubjectHash> = None;
-        for m in &classes.matches {
-            let p = &self.params[m.rule as usize];
-            let tag = match p.scope {
-                Scope::ClientIp => {
-                    let s = match by_ip {
-                        Some(s) => s,
-                        None => {
-                            let ip = ip.as_ref().ok_or(Error::MissingSubject)?;
-                            *by_ip.insert(hash::subject(&self.seed, Domain::Ip, tenant, ip.bytes()))
-                        }
+        let mut missing = false;
+        let summary =
+            self.router
+                .classify_with(request.api, kind, request.method, request.path, |m| {
+                    let p = &self.params[m.rule as usize];
+                    let subject = match p.scope {
+                        Scope::ClientIp => match (by_ip, ip.as_ref()) {
+                            (Some(s), _) => s,
+                            (None, Some(ip)) => *by_ip.insert(hash::subject(
+                                &self.seed,
+                                Domain::Ip,
+                                tenant,
+                                ip.bytes(),
+                            )),
+                            (None, None) => {
+                                missing = true;
+                                return;
+                            }
+                        },
+                        Scope::Instance | Scope::InstanceParams => match by_instance {
+                            Some(s) => s,
+                            None => match instance_subject(&self.seed, tenant, key, ip.as_ref()) {
+                                Some(s) => *by_instance.insert(s),
+                                None => {
+                                    missing = true;
+                                    return;
+                                }
+                            },
+                        },
                     };
-                    hash::tag(s, m.rule)
-                }
-                Scope::Instance => {
-                    let s = match by_instance {
-                        Some(s) => s,
-                        None => *by_instance.insert(instance_subject(
-                            &self.seed,
-                            tenant,
-                            key,
-                            ip.as_ref(),
-                        )?),
+                    let tag = if p.scope == Scope::InstanceParams {
+                        capture_tag(subject, &m)
+                    } else {
+                        hash::tag(subject, m.rule)
                     };
-                    capture_tag(s, m)
-                }
-            };
-            // Capacity equals MAX_RULES and a table has at most that many.
-            let _ = work.push(Work { rule: m.rule, tag });
+                    // Capacity equals MAX_RULES and a table has at most that many.
+                    let _ = work.push(Work { rule: m.rule, tag });
+                });
+        if let Some(rule) = summary.exempt {
+            return Ok(Classified::Exempt(rule));
+        }
+        if missing {
+            return Err(Error::MissingSubject);
+        }
+        if work.is_empty() {
+            return Ok(Classified::NoRule);
         }
         Ok(Classified::Work)
     }
@@ -604,7 +618,7 @@ impl<'a> Limiter<'a> {
         let mut charged = heapless::Vec::<(usize, u128, u128), MAX_RULES>::new();
         let mut denied = false;
         for w in work {
-            let (out, undo) = self.one(w, cost, now, peek || denied);
+            let (out, undo) = self.one(w, cost, now, peek, denied);
             if let Some(undo) = undo {
                 let _ = charged.push(undo);
             }
@@ -672,24 +686,28 @@ impl<'a> Limiter<'a> {
         best
     }
 
-    /// Decide one rule; charge it unless `dry` (peek, or an earlier rule
-    /// already denied). Returns the outcome and, if charged, the undo record.
+    /// Decide one rule; charge it unless this is a peek or an earlier rule
+    /// already denied (a clamped wild state is stored then too, unless this
+    /// is a peek). Returns the outcome and, if charged, the undo record.
     fn one(
         &self,
         w: &Work,
         cost: u32,
         now: u64,
-        dry: bool,
+        peek: bool,
+        denied: bool,
     ) -> (Outcome, Option<(usize, u128, u128)>) {
         let p = &self.params[w.rule as usize];
+        let dry = peek || denied;
         for _ in 0..MAX_RETRIES {
             match slot::find(&self.table, self, w.tag, now) {
                 Found::Live { pos, value } => {
                     let state = slot::word_of(value);
                     let out = p.decide(state, now, cost);
                     if dry || !out.allowed {
-                        if !dry && out.state != state {
-                            // Store a clamped wild state even on denial.
+                        // Only a clamp changes the state of a denial (a clamped
+                        // state is full, so it always denies): store it.
+                        if !peek && !out.allowed && out.state != state {
                             let _ = self.table.cas(pos, value, slot::pack(w.tag, out.state));
                         }
                         return (out, None);
@@ -873,10 +891,14 @@ pub fn client_ip(ip: &[u8], ipv6_prefix: u8) -> Result<Option<ClientIp>, Error> 
 /// whitespace trimmed and a `Bearer ` scheme (any case) stripped.
 pub fn strip_bearer(value: &[u8]) -> &[u8] {
     let v = value.trim_ascii();
-    if v.len() > 6 && v[..6].eq_ignore_ascii_case(b"bearer") && matches!(v[6], b' ' | b'\t') {
-        v[7..].trim_ascii()
-    } else {
-        v
+    match v.get(..6) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer") => match v.get(6) {
+            // "Bearer" alone (its blank was trimmed) carries no key.
+            None => &[],
+            Some(b' ' | b'\t') => v[7..].trim_ascii(),
+            Some(_) => v,
+        },
+        _ => v,
     }
 }
 
@@ -896,15 +918,13 @@ fn instance_subject(
     tenant: &[u8],
     key: &[u8],
     ip: Option<&ClientIp>,
-) -> Result<SubjectHash, Error> {
+) -> Option<SubjectHash> {
     if !tenant.is_empty() {
-        Ok(hash::subject(seed, Domain::Tenant, tenant, &[]))
+        Some(hash::subject(seed, Domain::Tenant, tenant, &[]))
     } else if !key.is_empty() {
-        Ok(hash::subject(seed, Domain::SecretKey, &[], key))
-    } else if let Some(ip) = ip {
-        Ok(hash::subject(seed, Domain::Ip, &[], ip.bytes()))
+        Some(hash::subject(seed, Domain::SecretKey, &[], key))
     } else {
-        Err(Error::MissingSubject)
+        ip.map(|ip| hash::subject(seed, Domain::Ip, &[], ip.bytes()))
     }
 }
 

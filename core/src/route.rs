@@ -16,14 +16,24 @@
 //!   matching method, with no captures. It is never exempt.
 //! - If a matching rule is unlimited, `exempt` is its index (the first one).
 //!
-//! The path is walked once; the last [`MAX_DEPTH`] live segments are kept as
-//! slices of the path on a fixed stack, and deeper ones are only counted (so
-//! `..` can still remove them). When the final depth exceeds the stack, only
-//! patterns ending in `/*` (with at most [`MAX_DEPTH`] segments before it) or
-//! the pattern `*` can match. A pattern is never preprocessed: it is read
-//! segment by segment against the stack at match time and abandoned at the
-//! first mismatch, after the rule's API, kind and the route's method have
-//! been checked.
+//! How it runs, without preprocessing the patterns (they are read from the
+//! table's `&str`s at match time):
+//! - Rules whose API or kind does not apply, and routes whose method does
+//!   not match, are skipped before the path is looked at.
+//! - A path already in canonical form (it starts with `/`, has no escape,
+//!   NUL or backslash, no empty segment and no segment starting with `.`,
+//!   is at most [`MAX_DEPTH`] segments deep; a query and one trailing slash
+//!   are allowed) is checked sixteen bytes at a time, and each pattern is
+//!   compared with its bytes directly, eight at a time. A pattern whose last
+//!   segment is a literal is usually rejected at the path's last byte.
+//! - Any other path is walked once: the first [`MAX_DEPTH`] live segments
+//!   are kept as slices of the path on a fixed stack, deeper ones are only
+//!   counted (so `..` can still remove them), and patterns are compared
+//!   segment by segment with the decoded stack entries. When the final
+//!   depth exceeds the stack, only `*` and patterns ending in `/*` (with at
+//!   most [`MAX_DEPTH`] segments before it) can match.
+//!
+//! Both ways give the same answers; a property test pins this down.
 //!
 //! Pattern syntax (see [`crate::Route`]): a segment `{name}` captures one
 //! path segment, a final `*` segment (`/v1/things/*`) matches any remaining
@@ -184,7 +194,8 @@ fn visit<'p>(
         exempt: None,
         canonical: true,
     };
-    for (index, rule) in table.rules().iter().enumerate().take(MAX_RULES) {
+    let rules = table.rules();
+    for (index, rule) in rules[..rules.len().min(MAX_RULES)].iter().enumerate() {
         if !applies(rule, api, kind) {
             continue;
         }
@@ -548,7 +559,7 @@ impl<'p> Stack<'p> {
             let seg = self.segs[idx];
             let encoded = self.encoded & (1 << idx) != 0;
             if pat[j] == b'{' {
-                let e = segment_end(pat, j);
+                let e = next_slash(pat, j);
                 if is_capture(pat, j, e) {
                     if n < MAX_CAPTURES {
                         captures[n] = seg;
@@ -592,23 +603,14 @@ fn literal(pat: &[u8], j: usize, seg: &[u8], encoded: bool) -> Option<usize> {
     }
 }
 
-/// The index of the first `/` in `pat` at or after `j`, or its length.
-#[inline(always)]
-fn segment_end(pat: &[u8], mut j: usize) -> usize {
-    while j < pat.len() && pat[j] != b'/' {
-        j += 1;
-    }
-    j
-}
-
 /// Whether `pat[j..e]` is a `{name}` capture.
 #[inline(always)]
 fn is_capture(pat: &[u8], j: usize, e: usize) -> bool {
     e - j >= 2 && pat[j] == b'{' && pat[e - 1] == b'}'
 }
 
-/// What the clean-path scan does at each byte: 0 go on, 1 end of segment
-/// (`/`), 2 end of path (`?`, `#`), 3 not clean (`%`, NUL, `\`).
+/// What the clean-path scan does at each byte: 0 go on, 1 `/`, 2 end of
+/// path (`?`, `#`), 3 not clean (`%`, NUL, `\`), 4 `.`.
 const CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
     t[b'/' as usize] = 1;
@@ -617,47 +619,87 @@ const CLASS: [u8; 256] = {
     t[b'%' as usize] = 3;
     t[0] = 3;
     t[b'\\' as usize] = 3;
+    t[b'.' as usize] = 4;
     t
 };
 
-/// If `path` is already in canonical form up to its query (it starts with
-/// `/`, has no escape, NUL, backslash, empty or dot segment, except perhaps
-/// one trailing slash) and is at most [`MAX_DEPTH`] segments deep, that
-/// canonical prefix: `/a/b`, or empty for the root.
+/// If `path` is already in canonical form up to its query, and at most
+/// [`MAX_DEPTH`] segments deep, that canonical prefix: `/a/b`, or empty for
+/// the root. Clean means: it starts with `/`, holds no `%`, NUL or
+/// backslash, and no segment is empty or starts with `.` (so no `.` or `..`
+/// either), except that one trailing slash is dropped. Other paths (with a
+/// `.well-known` segment, say) take the general walk, which handles them all.
 #[inline(always)]
 fn clean_prefix(path: &[u8]) -> Option<&[u8]> {
     if path.first() != Some(&b'/') {
         return None;
     }
-    let plain = |seg: &[u8]| !matches!(seg, b"" | b"." | b"..");
-    let mut depth = 0usize;
-    let mut start = 1;
-    let mut i = 1;
-    while i < path.len() {
-        match CLASS[path[i] as usize] {
-            0 => {}
-            1 => {
-                if !plain(&path[start..i]) {
-                    return None;
-                }
-                depth += 1;
-                start = i + 1;
-            }
-            2 => break,
-            _ => return None,
+    let len = path.len();
+    let mut slashes = 0usize;
+    let mut i = 0;
+    // Sixteen bytes at a time (and the byte after them, for the pairs).
+    while i + 17 <= len {
+        let w: &[u8; 17] = match path[i..i + 17].try_into() {
+            Ok(w) => w,
+            Err(_) => break,
+        };
+        let (stop, bad, n) = block(w);
+        if stop {
+            // The query starts in this block: finish one byte at a time.
+            break;
         }
+        if bad {
+            return None;
+        }
+        slashes += n as usize;
+        i += 16;
+    }
+    let mut prev = if i == 0 { 0 } else { path[i - 1] };
+    let mut end = len;
+    while i < len {
+        let b = path[i];
+        let class = CLASS[b as usize];
+        if class != 0 {
+            if class == 2 {
+                end = i;
+                break;
+            }
+            if class == 3 || prev == b'/' {
+                // Not clean, or an empty or dot-led segment.
+                return None;
+            }
+            slashes += (class == 1) as usize;
+        }
+        prev = b;
         i += 1;
     }
-    let mut end = i;
-    if start == end {
+    // `end` ≥ 1: the path starts with `/`, which is not a query.
+    if path[end - 1] == b'/' {
         // The root, or a trailing slash: drop it.
         end -= 1;
-    } else if plain(&path[start..end]) {
-        depth += 1;
-    } else {
-        return None;
+        slashes -= 1;
     }
-    (depth <= MAX_DEPTH).then(|| &path[..end])
+    (slashes <= MAX_DEPTH).then(|| &path[..end])
+}
+
+/// For the sixteen bytes `w[..16]`: whether one ends the path (`?`, `#`),
+/// whether one is not clean (`%`, NUL, `\`, or a `/` before `/` or `.`),
+/// and how many are `/`. Written so that the compiler can turn it into a
+/// few vector compares; it does so reliably only for the function alone,
+/// hence no inlining (a call costs less than the scalar loop).
+#[inline(never)]
+fn block(w: &[u8; 17]) -> (bool, bool, u8) {
+    let (mut stop, mut bad, mut n) = (false, false, 0u8);
+    for k in 0..16 {
+        let (b, next) = (w[k], w[k + 1]);
+        stop |= (b == b'?') | (b == b'#');
+        bad |= (b == b'%')
+            | (b == 0)
+            | (b == b'\\')
+            | ((b == b'/') & ((next == b'/') | (next == b'.')));
+        n += (b == b'/') as u8;
+    }
+    (stop, bad, n)
 }
 
 /// Match `pat` against a clean path (as [`clean_prefix`] returns it), the
@@ -668,13 +710,112 @@ fn match_clean<'p>(
     path: &'p [u8],
     captures: &mut [&'p [u8]; MAX_CAPTURES],
 ) -> Option<u8> {
-    if pat == b"*" {
+    let Some(&last) = pat.last() else {
+        // The empty pattern: the root only, as `Stack::matches` has it.
+        return path.is_empty().then_some(0);
+    };
+    if !matches!(last, b'}' | b'*' | b'/') {
+        // The last pattern segment is a literal: it and the `/` before it
+        // end the path too. Most patterns of a table are rejected here,
+        // at the first byte compared.
+        if path.last() != Some(&last) || !tail_may_match(pat, path) {
+            return None;
+        }
+    } else if last == b'*' && pat.len() == 1 {
         return Some(0);
     }
+    match match_runs(pat, path, captures) {
+        Some(answer) => answer,
+        None => match_segments(pat, path, captures),
+    }
+}
+
+/// The fast way of [`match_clean`], for well-formed patterns: compare the
+/// literal runs between captures eight bytes at a time. `None` when it
+/// cannot tell (an empty pattern segment, a trailing `/`, a `{` that does
+/// not open a whole-segment capture, no leading `/`): then
+/// [`match_segments`] decides.
+#[inline(always)]
+fn match_runs<'p>(
+    pat: &[u8],
+    path: &'p [u8],
+    captures: &mut [&'p [u8]; MAX_CAPTURES],
+) -> Option<Option<u8>> {
     let (plen, end) = (pat.len(), path.len());
-    if !tail_may_match(pat, path) {
+    if plen < 2 || pat[0] != b'/' || pat[plen - 1] == b'/' {
         return None;
     }
+    // A final `/*` matches the rest: compare what comes before it.
+    let (body, rest) = if pat[plen - 1] == b'*' && pat[plen - 2] == b'/' {
+        (&pat[..plen - 2], true)
+    } else {
+        (pat, false)
+    };
+    if body.last() == Some(&b'/') {
+        return None;
+    }
+    let blen = body.len();
+    let (mut i, mut j, mut n) = (0, 0, 0usize);
+    while j < blen {
+        if j + 8 <= blen && i + 8 <= end {
+            let (a, b) = (load(body, j), load(path, i));
+            let braces = bytes_equal_to(a, b'{');
+            let diff = a ^ b;
+            if braces | diff == 0 {
+                i += 8;
+                j += 8;
+                continue;
+            }
+            // The first byte that differs or opens a capture.
+            let k = ((braces | diff).trailing_zeros() / 8) as usize;
+            i += k;
+            j += k;
+        }
+        let p = body[j];
+        if p == b'{' {
+            // Equal so far, so the path is at a segment start too.
+            if body[j - 1] != b'/' {
+                return None;
+            }
+            let e = next_slash(body, j);
+            if !is_capture(body, j, e) {
+                return None;
+            }
+            let s = i;
+            i = next_slash(path, i);
+            if i == s {
+                // No segment left in the path.
+                return Some(None);
+            }
+            if n < MAX_CAPTURES {
+                captures[n] = &path[s..i];
+                n += 1;
+            }
+            j = e;
+            continue;
+        }
+        if i < end && path[i] == p {
+            i += 1;
+            j += 1;
+            continue;
+        }
+        // A difference in a literal run: no match, unless the pattern has
+        // an empty segment here.
+        return if p == b'/' { None } else { Some(None) };
+    }
+    let done = i == end || (rest && path[i] == b'/');
+    Some(done.then_some(n as u8))
+}
+
+/// The general way of [`match_clean`]: segment by segment, for any pattern.
+/// Rare (malformed patterns only), so kept out of line.
+#[inline(never)]
+fn match_segments<'p>(
+    pat: &[u8],
+    path: &'p [u8],
+    captures: &mut [&'p [u8]; MAX_CAPTURES],
+) -> Option<u8> {
+    let (plen, end) = (pat.len(), path.len());
     let (mut i, mut j, mut n) = (0, 0, 0usize);
     loop {
         // `i` is at a `/` of the path or its end; `j` likewise in `pat`.
@@ -692,7 +833,7 @@ fn match_clean<'p>(
         }
         i += 1;
         if pat[j] == b'{' {
-            let e = segment_end(pat, j);
+            let e = next_slash(pat, j);
             if is_capture(pat, j, e) {
                 let s = i;
                 i = next_slash(path, i);
@@ -705,29 +846,8 @@ fn match_clean<'p>(
             }
         }
         // A literal segment: compare in lockstep up to the next `/` (or
-        // end) of both, which must come together. Eight bytes at a time
-        // while the pattern holds no `{` or `*` (so no capture or wildcard
-        // can start inside them): equal bytes may run on into the next
-        // literal segments, which is the same as comparing them one by one.
+        // end) of both, which must come together.
         loop {
-            if j + 8 <= plen && i + 8 <= end {
-                let (a, b) = (load(pat, j), load(path, i));
-                if bytes_equal_to(a, b'{') | bytes_equal_to(a, b'*') == 0 {
-                    let diff = a ^ b;
-                    if diff == 0 {
-                        i += 8;
-                        j += 8;
-                        continue;
-                    }
-                    // Equal up to byte k, then different: a mismatch,
-                    // unless the pattern has a `/` there (an empty pattern
-                    // segment, which the byte steps below get right).
-                    let k = (diff.trailing_zeros() / 8) as usize;
-                    if pat[j + k] != b'/' {
-                        return None;
-                    }
-                }
-            }
             let p = if j < plen { pat[j] } else { b'/' };
             let c = if i < end { path[i] } else { b'/' };
             if p != c {
@@ -742,17 +862,12 @@ fn match_clean<'p>(
     }
 }
 
-/// A quick test from the end that rejects most patterns at the first bytes
-/// compared: when the pattern's last segment is a literal, that segment and
-/// the `/` before it also end a clean path it matches. False only when the
-/// pattern cannot match.
+/// For a pattern whose last segment is a literal, and a clean path: whether
+/// that segment and the `/` before it may also end the path (false only
+/// when they cannot: then the pattern does not match).
 #[inline(always)]
 fn tail_may_match(pat: &[u8], path: &[u8]) -> bool {
     let (plen, end) = (pat.len(), path.len());
-    match pat.last() {
-        None | Some(b'}' | b'*' | b'/') => return true,
-        Some(_) => {}
-    }
     if plen >= 8 && end >= 8 {
         // The last eight bytes, from the last `/` among them on, must agree.
         let (a, b) = (load(pat, plen - 8), load(path, end - 8));
@@ -777,7 +892,8 @@ fn tail_may_match(pat: &[u8], path: &[u8]) -> bool {
     }
 }
 
-/// The index of the first `/` in `path` at or after `i`, or its length.
+/// The index of the first `/` in `path` (a path or a pattern) at or after
+/// `i`, or its length.
 #[inline(always)]
 fn next_slash(path: &[u8], mut i: usize) -> usize {
     while i + 8 <= path.len() {
@@ -960,5 +1076,105 @@ mod tests {
         assert_eq!(&rules(b"GET", &back[..])[..], &[] as &[u8]);
         let back = b"/a/1/b/2/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/x/../../../../../../../../../../../../../../../..";
         assert_eq!(&rules(b"GET", &back[..])[..], &[0]);
+    }
+
+    #[test]
+    fn clean_path_matchers_handle_the_cases_property_tests_once_found() {
+        let cases: [(&[u8], &[u8], Option<u8>); 5] = [
+            // An empty pattern segment before a final `*`.
+            (b"//*", b"/a", Some(0)),
+            // A final `/*` after a literal run that ends inside a segment.
+            (b"/a/*", b"/ab", None),
+            // A capture right after an eight-byte run that ends at a `/`.
+            (b"/a/a/abcdefgh/ab/{}", b"/a/a/abcdefgh/ab/a", Some(1)),
+            (b"/{x}/abc", b"/abcdefgh/abc", Some(1)),
+            (b"/a//b/", b"/a/b", Some(0)),
+        ];
+        for (pat, path, want) in cases {
+            let clean = clean_prefix(path).unwrap();
+            let mut caps = [&[][..]; MAX_CAPTURES];
+            assert_eq!(match_clean(pat, clean, &mut caps), want, "{pat:?} {path:?}");
+            assert_eq!(match_segments(pat, clean, &mut caps), want);
+            let mut stack = Stack::new();
+            assert!(walk(path, |seg| stack.apply(seg)));
+            assert_eq!(stack.matches(pat, &mut caps), want);
+        }
+    }
+
+    /// `/`-joined segments drawn from `segments`, with one of `ends` after.
+    fn joined(
+        segments: &'static [&'static str],
+        ends: &'static [&'static str],
+    ) -> impl proptest::strategy::Strategy<Value = heapless::Vec<u8, 256>> {
+        use proptest::prelude::*;
+        (
+            prop::collection::vec(prop::sample::select(segments), 0..6),
+            prop::sample::select(ends),
+        )
+            .prop_map(|(segs, end)| {
+                let mut v = heapless::Vec::new();
+                for seg in segs {
+                    let _ = v.push(b'/');
+                    let _ = v.extend_from_slice(seg.as_bytes());
+                }
+                let _ = v.extend_from_slice(end.as_bytes());
+                v
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// The byte-level matchers for clean paths agree with the
+        /// segment-stack matcher on any pattern, well-formed or not.
+        #[test]
+        fn clean_path_matchers_agree_with_the_stack_matcher(
+            pat in joined(
+                &["a", "ab", "abc", "abcdefgh", "abcdefghi", "{x}", "{y}", "{", "}", "{}", "a{x}", "*", "", "%25"],
+                &["", "", "/*", "/", "*"],
+            ),
+            path in joined(
+                &["a", "ab", "abc", "abcdefgh", "abcdefghi", "abcdefghij", "{x}", "{", "*", "", ".", "..", "%61", "%25"],
+                &["", "", "/", "?q", "/?q=/"],
+            ),
+            fill in proptest::collection::vec(
+                proptest::sample::select(&["a", "b", "bc", "x}", "abcdefghij", "{x}", "%61"][..]),
+                4,
+            ),
+        ) {
+            // Also a path built from the pattern, which it often matches:
+            // each `{…}` segment and a final `*` filled from `fill`.
+            let mut built: heapless::Vec<u8, 256> = heapless::Vec::new();
+            for (k, seg) in pat.split(|&b| b == b'/').enumerate().skip(1) {
+                let _ = built.push(b'/');
+                let filled = if seg.first() == Some(&b'{') || seg == b"*" {
+                    fill[k % fill.len()].as_bytes()
+                } else {
+                    seg
+                };
+                let _ = built.extend_from_slice(filled);
+            }
+            for path in [&path[..], &built[..]] {
+                let mut stack = Stack::new();
+                if !walk(path, |seg| stack.apply(seg)) {
+                    continue;
+                }
+                let mut want = [&[][..]; MAX_CAPTURES];
+                let expected = stack.matches(&pat, &mut want);
+                if let Some(clean) = clean_prefix(path) {
+                    let mut got = [&[][..]; MAX_CAPTURES];
+                    let found = match_clean(&pat, clean, &mut got);
+                    proptest::prop_assert_eq!(found, expected);
+                    let mut slow = [&[][..]; MAX_CAPTURES];
+                    proptest::prop_assert_eq!(match_segments(&pat, clean, &mut slow), expected);
+                    if let Some(n) = expected {
+                        for k in 0..n as usize {
+                            proptest::prop_assert!(decoded(got[k]).eq(decoded(want[k])));
+                            proptest::prop_assert!(decoded(slow[k]).eq(decoded(want[k])));
+                        }
+                    }
+                }
+            }
+        }
     }
 }

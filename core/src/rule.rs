@@ -37,9 +37,11 @@ pub enum Scope {
     /// One client IP (IPv4, or an IPv6 prefix), within the tenant if any.
     ClientIp = 0,
     /// One instance: the tenant if given, else the secret key, else (no
-    /// key) the client IP; extended by the route's `{param}` captures, so
-    /// `/v1/users/{user_id}` counts per instance and user.
+    /// key) the client IP. Captured `{param}`s do not split it.
     Instance = 1,
+    /// One instance and the ids the route captures, so
+    /// `/v1/users/{user_id}` counts per instance and user.
+    InstanceParams = 2,
 }
 
 /// Production or development instance, from the secret key's prefix.
@@ -79,21 +81,21 @@ pub enum Method {
 impl Method {
     /// Parse a method name, ignoring ASCII case.
     pub fn parse(name: &[u8]) -> Method {
-        const NAMES: [(&[u8], Method); 7] = [
-            (b"GET", Method::Get),
-            (b"HEAD", Method::Head),
-            (b"POST", Method::Post),
-            (b"PUT", Method::Put),
-            (b"PATCH", Method::Patch),
-            (b"DELETE", Method::Delete),
-            (b"OPTIONS", Method::Options),
-        ];
-        for (text, method) in NAMES {
-            if name.eq_ignore_ascii_case(text) {
-                return method;
-            }
+        let (text, method): (&[u8], Method) = match (name.len(), name.first().map(|b| b | 0x20)) {
+            (3, Some(b'g')) => (b"GET", Method::Get),
+            (3, Some(b'p')) => (b"PUT", Method::Put),
+            (4, Some(b'p')) => (b"POST", Method::Post),
+            (4, Some(b'h')) => (b"HEAD", Method::Head),
+            (5, Some(b'p')) => (b"PATCH", Method::Patch),
+            (6, Some(b'd')) => (b"DELETE", Method::Delete),
+            (7, Some(b'o')) => (b"OPTIONS", Method::Options),
+            _ => return Method::Other,
+        };
+        if name.eq_ignore_ascii_case(text) {
+            method
+        } else {
+            Method::Other
         }
-        Method::Other
     }
 
     /// Whether a route of method `self` matches a request of `method`.

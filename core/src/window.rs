@@ -14,24 +14,53 @@ fn unpack(state: u64) -> (u32, u32) {
     ((state >> 32) as u32, state as u32)
 }
 
-/// The count in the current window at `now`, after clamping a window index
-/// from the future (only a wild clock makes one) to the current window, full.
-fn current(state: u64, now: u64, limit: u32, period: u64) -> (u32, u32, bool) {
-    let cur = (now / period) as u32;
-    let (index, count) = unpack(state);
-    let ahead = index.wrapping_sub(cur) as i32;
-    if ahead > 0 {
-        (cur, limit, true)
-    } else if ahead < 0 {
-        (cur, 0, false)
-    } else {
-        (cur, count, false)
-    }
+/// The window a request at `now` counts in, as the state sees it.
+struct View {
+    index: u32,
+    count: u32,
+    /// Nanoseconds from `now` to the end of that window.
+    end: u64,
+    /// A wild state was clamped: store `(index, count)` even on denial.
+    clamped: bool,
 }
 
-/// Nanoseconds from `now` to the end of its window.
-fn to_window_end(now: u64, period: u64) -> u64 {
-    period - now % period
+/// How many windows ahead of `now` a state may be before it counts as
+/// wild: a clock that stepped back a little hands back nothing.
+const PLAUSIBLY_AHEAD: i32 = 2;
+
+fn view(state: u64, now: u64, limit: u32, period: u64) -> View {
+    let cur = now / period;
+    let to_end = |windows_ahead: u64| {
+        let end = (cur as u128 + windows_ahead as u128 + 1) * period as u128 - now as u128;
+        end.min(u64::MAX as u128) as u64
+    };
+    let (index, count) = unpack(state);
+    let ahead = index.wrapping_sub(cur as u32) as i32;
+    if count == 0 || ahead < 0 {
+        View {
+            index: cur as u32,
+            count: 0,
+            end: to_end(0),
+            clamped: false,
+        }
+    } else if ahead <= PLAUSIBLY_AHEAD {
+        // The current window, or one the clock stepped back from.
+        View {
+            index,
+            count,
+            end: to_end(ahead as u64),
+            clamped: false,
+        }
+    } else {
+        // Only a wild clock makes a window this far ahead: the current
+        // window, full.
+        View {
+            index: cur as u32,
+            count: limit,
+            end: to_end(0),
+            clamped: true,
+        }
+    }
 }
 
 /// Decide a request of `cost` (≥ 1) at `now`: at most `limit` per window of
@@ -39,17 +68,20 @@ fn to_window_end(now: u64, period: u64) -> u64 {
 pub fn decide(state: u64, now: u64, cost: u32, limit: u32, period: u64) -> Outcome {
     let period = period.max(1);
     let cost = cost.max(1);
-    let (cur, count, clamped) = current(state, now, limit, period);
-    let stored = if clamped { pack(cur, limit) } else { state };
-    let end = to_window_end(now, period);
-    let left = limit.saturating_sub(count);
+    let v = view(state, now, limit, period);
+    let stored = if v.clamped {
+        pack(v.index, v.count)
+    } else {
+        state
+    };
+    let left = limit.saturating_sub(v.count);
     if cost > limit {
         return Outcome {
             allowed: false,
             never_fits: true,
             state: stored,
             remaining: left,
-            reset: end,
+            reset: v.end,
             retry_after: 0,
         };
     }
@@ -57,9 +89,9 @@ pub fn decide(state: u64, now: u64, cost: u32, limit: u32, period: u64) -> Outco
         Outcome {
             allowed: true,
             never_fits: false,
-            state: pack(cur, count + cost),
+            state: pack(v.index, v.count + cost),
             remaining: left - cost,
-            reset: end,
+            reset: v.end,
             retry_after: 0,
         }
     } else {
@@ -68,15 +100,15 @@ pub fn decide(state: u64, now: u64, cost: u32, limit: u32, period: u64) -> Outco
             never_fits: false,
             state: stored,
             remaining: left,
-            reset: end,
-            retry_after: end,
+            reset: v.end,
+            retry_after: v.end,
         }
     }
 }
 
 /// Fraction of the window's limit in use at `now`, in 32-bit fixed point.
 pub fn debt(state: u64, now: u64, limit: u32, period: u64) -> u32 {
-    let (_, count, _) = current(state, now, limit, period.max(1));
+    let count = view(state, now, limit, period.max(1)).count;
     if count == 0 || limit == 0 {
         return 0;
     }
@@ -127,6 +159,18 @@ mod tests {
             decide(s, 4 * P, 1, 3, P).allowed,
             "the next window is fresh"
         );
+    }
+
+    #[test]
+    fn a_clock_stepping_back_a_window_hands_back_nothing() {
+        let mut s = 0;
+        for _ in 0..3 {
+            s = decide(s, 5 * P + 1, 1, 3, P).state;
+        }
+        let o = decide(s, 5 * P - 1, 1, 3, P);
+        assert!(!o.allowed, "the later window is still full");
+        assert_eq!(o.retry_after, P + 1);
+        assert!(!decide(s, 5 * P + 2, 1, 3, P).allowed);
     }
 
     #[test]

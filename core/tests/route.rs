@@ -2,7 +2,7 @@
 //! method + path reaches, with which captures, however the path is spelled.
 
 use proptest::prelude::*;
-use ratecard::route::{classify, decoded, normalize, Classification, NotCanonical};
+use ratecard::route::{classify, classify_with, decoded, normalize, Classification, NotCanonical};
 use ratecard::{Api, InstanceKind, CLERK};
 
 const PROD: InstanceKind = InstanceKind::Production;
@@ -327,6 +327,52 @@ fn bypass_spellings_reach_the_same_rules_and_decoded_captures() {
 }
 
 #[test]
+fn segments_that_merely_start_with_a_dot_are_ordinary_segments() {
+    assert_eq!(
+        bapi(DEV, "PATCH", "/v1/users/.u1"),
+        vec![
+            rule("bapi.instance.development", &[]),
+            rule("bapi.users.update", &[".u1"])
+        ]
+    );
+    assert_eq!(
+        bapi(DEV, "PATCH", "/v1/users/...%2e"),
+        vec![
+            rule("bapi.instance.development", &[]),
+            rule("bapi.users.update", &["...."])
+        ]
+    );
+}
+
+#[test]
+fn classify_with_hands_over_the_matches_of_classify() {
+    let mut handed = Vec::new();
+    let summary = classify_with(
+        &CLERK,
+        Api::Backend,
+        PROD,
+        b"PATCH",
+        b"/v1/organizations/org_1/memberships/user_1/metadata",
+        |m| handed.push(m),
+    );
+    let c = classify(
+        &CLERK,
+        Api::Backend,
+        PROD,
+        b"PATCH",
+        b"/v1/organizations/org_1/memberships/user_1/metadata",
+    );
+    assert_eq!(&handed[..], &c.matches[..]);
+    assert_eq!(summary.matched, 2);
+    assert!(summary.canonical && summary.exempt.is_none());
+    let summary = classify_with(&CLERK, Api::Backend, DEV, b"GET", b"/v1/jwks", |_| {});
+    assert_eq!(
+        summary.exempt.map(|i| CLERK.rules()[i as usize].name),
+        Some("bapi.jwks")
+    );
+}
+
+#[test]
 fn the_exempt_route_used_as_a_detour_is_not_exempt() {
     let c = classify(&CLERK, Api::Backend, DEV, b"GET", b"/v1/jwks/../users/u1");
     assert_eq!(c.exempt, None);
@@ -572,6 +618,12 @@ proptest! {
             for kind in [PROD, DEV] {
                 let c = classify(&CLERK, api, kind, &method, &path);
                 prop_assert_eq!(c.canonical, normal.is_ok());
+                let mut handed = Vec::new();
+                let with = classify_with(&CLERK, api, kind, &method, &path, |m| handed.push(m));
+                prop_assert_eq!(&handed[..], &c.matches[..]);
+                prop_assert_eq!(with.matched as usize, c.matches.len());
+                prop_assert_eq!(with.exempt, c.exempt);
+                prop_assert_eq!(with.canonical, c.canonical);
                 if c.canonical {
                     let n = *normal.as_ref().unwrap();
                     let d = classify(&CLERK, api, kind, &method, &out[..n]);

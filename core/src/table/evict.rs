@@ -59,9 +59,17 @@ fn free_in_bucket<C: Cells, R: Rules>(
 /// Find room for `tag`, relocating other keys when both buckets are full.
 pub fn room<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Room {
     let slots = slot::candidates(tag, cells.mask());
+    let mut values = [0u128; 2 * BUCKET_SLOTS];
+    for (v, &i) in values.iter_mut().zip(&slots) {
+        *v = cells.load(i);
+        if *v == 0 {
+            return Room::Free { pos: i, old: 0 };
+        }
+    }
     let mut victim: Option<(usize, u128, u32)> = None;
-    for &i in &slots {
-        let v = cells.load(i);
+    for (&v, &i) in values.iter().zip(&slots) {
+        // An empty slot first (above), then an expired marker or a key
+        // that is fully replenished.
         if is_free(rules, v, now) {
             return Room::Free { pos: i, old: v };
         }
