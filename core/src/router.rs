@@ -157,10 +157,8 @@ impl Entry<'_> {
         if self.every {
             return Some(m);
         }
-        let n = (self.nsegs as usize).min(segs.len());
-        for k in 0..n {
-            let (off, len) = self.segs[k];
-            let (s, e) = segs[k];
+        let n = self.nsegs as usize;
+        for (&(off, len), &(s, e)) in self.segs[..n].iter().zip(segs) {
             let seg = path.get(s as usize..e as usize)?;
             if len == PARAM {
                 if let Some(c) = m.captures.get_mut(m.ncaptures as usize) {
