@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks for the tests: Debian packages and
-# cargo-fuzz. Safe to run twice.
+# Installs what a fresh Debian machine lacks for the tests: Go, nginx and its
+# module kit, valgrind, wrk, curl (Debian packages) and cargo-fuzz (crates).
+# Safe to run again: installs only what is missing.
 set -euo pipefail
 
-need_apt=()
-for pkg in valgrind; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+pkgs=(golang-go nginx nginx-dev valgrind wrk curl)
+missing=()
+for pkg in "${pkgs[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
-if [ ${#need_apt[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
 fi

@@ -1,0 +1,1621 @@
+/*
+ * ngx_http_ratecard_module: Clerk's rate limits in nginx, on libratecard.
+ *
+ *   ratecard_zone clerk size=16m [ipv6_prefix=64] [policy=evict|deny|admit]
+ *                 [pace=on|off] [unknown_kind=development|production]
+ *                 [algorithm=gcra|fixed_window];                         http
+ *   ratecard clerk api=frontend|backend; | ratecard off;   http, server, location
+ *   ratecard_dry_run on|off;                               http, server, location
+ *   ratecard_headers on|off;                               http, server, location
+ *   ratecard_status 429;                                   http, server, location
+ *   ratecard_fail open | closed [status];                  http, server, location
+ *   ratecard_log_level info|notice|warn|error;             http, server, location
+ *   ratecard_client_ip / ratecard_key / ratecard_tenant / ratecard_path <value>;
+ *   ratecard_status_page clerk;                            location
+ *   $ratecard_result $ratecard_rule $ratecard_limit $ratecard_remaining
+ *   $ratecard_reset $ratecard_retry_after
+ *
+ * One shared zone holds one ratecard table; every worker attaches its own
+ * handles to it (an enforcing one and a dry-run one), since a handle is
+ * process memory pointing into the zone. A request is decided once, in the
+ * preaccess phase of the first location that has ratecard; the decision is
+ * kept in a structure hung on the request pool, which internal redirects do
+ * not clear (they clear module contexts), so a redirect never counts twice.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <ratecard.h>
+
+
+#define NGX_HTTP_RATECARD_NONE            0
+#define NGX_HTTP_RATECARD_ALLOWED         1
+#define NGX_HTTP_RATECARD_DENIED          2
+#define NGX_HTTP_RATECARD_DRY_RUN_DENIED  3
+#define NGX_HTTP_RATECARD_EXEMPT          4
+#define NGX_HTTP_RATECARD_UNMATCHED       5
+#define NGX_HTTP_RATECARD_ERROR           6
+
+#define NGX_HTTP_RATECARD_VAR_RESULT       0
+#define NGX_HTTP_RATECARD_VAR_RULE         1
+#define NGX_HTTP_RATECARD_VAR_LIMIT        2
+#define NGX_HTTP_RATECARD_VAR_REMAINING    3
+#define NGX_HTTP_RATECARD_VAR_RESET        4
+#define NGX_HTTP_RATECARD_VAR_RETRY_AFTER  5
+
+#define NGX_HTTP_RATECARD_WRITE_RETRY_AFTER  0
+#define NGX_HTTP_RATECARD_WRITE_POLICY       1
+#define NGX_HTTP_RATECARD_WRITE_RATELIMIT    2
+
+#define NGX_HTTP_RATECARD_MAGIC      0x52434e58  /* "RCNX" */
+#define NGX_HTTP_RATECARD_MAX_SLOTS  ((uint32_t) 1 << 28)
+#define NGX_HTTP_RATECARD_MIN_SIZE   (32 * 1024)
+
+
+/*
+ * The zone: nginx writes an ngx_slab_pool_t at the start of every shared
+ * zone (ngx_init_zone_pool) and, when a worker dies, the master unlocks
+ * that pool's mutex word for it; so the pool header is left alone. Our own
+ * record of the zone's fixed parameters follows it, then the table, on a
+ * 64-byte boundary (the zone itself is page aligned):
+ *
+ *   [ngx_slab_pool_t][ngx_http_ratecard_shctx_t]...[table, 64-aligned]
+ */
+typedef struct {
+    uint32_t                    magic;
+    uint32_t                    capacity;
+    uint8_t                     ipv6_prefix_len;
+    uint8_t                     pace;
+    uint8_t                     algorithm;
+    uint8_t                     unknown_kind;
+} ngx_http_ratecard_shctx_t;
+
+#define NGX_HTTP_RATECARD_TABLE_OFFSET                                       \
+    ngx_align(sizeof(ngx_slab_pool_t) + sizeof(ngx_http_ratecard_shctx_t), 64)
+
+
+typedef struct {
+    ngx_str_t                   name;
+    ngx_shm_zone_t             *shm_zone;
+    size_t                      size;          /* size= as given */
+    ratecard_config             config;
+    size_t                      table_bytes;   /* ratecard_limiter_bytes() */
+    ngx_http_ratecard_shctx_t  *sh;
+    u_char                     *table;
+    size_t                      table_len;     /* table start to zone end */
+    ratecard_limiter           *enforce;       /* this process's handles */
+    ratecard_limiter           *dry_run;
+} ngx_http_ratecard_zone_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;
+    ngx_str_t                   file;
+    ngx_uint_t                  line;
+} ngx_http_ratecard_use_t;
+
+
+typedef struct {
+    ngx_array_t                 zones;         /* ngx_http_ratecard_zone_t * */
+    ngx_array_t                 uses;          /* ngx_http_ratecard_use_t */
+    ngx_flag_t                  enabled;
+} ngx_http_ratecard_main_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t             *shm_zone;      /* NULL: off */
+    ngx_uint_t                  api;
+    ngx_flag_t                  dry_run;
+    ngx_flag_t                  headers;       /* RateLimit on allowed ones */
+    ngx_int_t                   status;
+    ngx_int_t                   fail_closed;
+    ngx_int_t                   fail_status;
+    ngx_uint_t                  log_level;
+    ngx_http_complex_value_t   *client_ip;     /* NULL: the connection's */
+    ngx_http_complex_value_t   *key;           /* NULL: Authorization */
+    ngx_http_complex_value_t   *tenant;        /* NULL: none */
+    ngx_http_complex_value_t   *path;          /* NULL: $request_uri */
+    ngx_shm_zone_t             *status_page;
+} ngx_http_ratecard_loc_conf_t;
+
+
+/* The decision for one main request; lives on the request pool. */
+typedef struct {
+    ngx_uint_t                  result;
+    ratecard_limiter           *limiter;
+    ratecard_decision           decision;
+    unsigned                    headers_added:1;
+} ngx_http_ratecard_state_t;
+
+
+static ngx_int_t ngx_http_ratecard_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ratecard_deny(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st);
+static ngx_int_t ngx_http_ratecard_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ratecard_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ratecard_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_http_ratecard_state_t *ngx_http_ratecard_state(
+    ngx_http_request_t *r, ngx_uint_t create);
+static void ngx_http_ratecard_state_cleanup(void *data);
+static ngx_int_t ngx_http_ratecard_add_header(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_uint_t what, ngx_http_ratecard_state_t *st);
+static ngx_int_t ngx_http_ratecard_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_ratecard_attach(ngx_log_t *log,
+    ngx_http_ratecard_zone_t *z);
+
+static char *ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ratecard(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ratecard_fail(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ratecard_status_page(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_shm_zone_t *ngx_http_ratecard_use(ngx_conf_t *cf, ngx_str_t *name);
+
+static ngx_int_t ngx_http_ratecard_add_variables(ngx_conf_t *cf);
+static void *ngx_http_ratecard_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_ratecard_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_ratecard_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_ratecard_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ratecard_init_process(ngx_cycle_t *cycle);
+static void ngx_http_ratecard_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_ratecard_status_bounds = {
+    ngx_conf_check_num_bounds, 400, 599
+};
+
+
+static ngx_conf_enum_t  ngx_http_ratecard_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_ratecard_commands[] = {
+
+    { ngx_string("ratecard_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_ratecard_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ratecard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_ratecard,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ratecard_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, dry_run),
+      NULL },
+
+    { ngx_string("ratecard_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, headers),
+      NULL },
+
+    { ngx_string("ratecard_status"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, status),
+      &ngx_http_ratecard_status_bounds },
+
+    { ngx_string("ratecard_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_ratecard_fail,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ratecard_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, log_level),
+      &ngx_http_ratecard_log_levels },
+
+    { ngx_string("ratecard_client_ip"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, client_ip),
+      NULL },
+
+    { ngx_string("ratecard_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, key),
+      NULL },
+
+    { ngx_string("ratecard_tenant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, tenant),
+      NULL },
+
+    { ngx_string("ratecard_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, path),
+      NULL },
+
+    { ngx_string("ratecard_status_page"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ratecard_status_page,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ratecard_module_ctx = {
+    ngx_http_ratecard_add_variables,       /* preconfiguration */
+    ngx_http_ratecard_init,                /* postconfiguration */
+
+    ngx_http_ratecard_create_main_conf,    /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_ratecard_create_loc_conf,     /* create location configuration */
+    ngx_http_ratecard_merge_loc_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ratecard_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ratecard_module_ctx,         /* module context */
+    ngx_http_ratecard_commands,            /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_ratecard_init_process,        /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_ratecard_exit_process,        /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_ratecard_vars[] = {
+
+    { ngx_string("ratecard_result"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ratecard_rule"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_RULE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ratecard_limit"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_LIMIT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ratecard_remaining"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_REMAINING, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ratecard_reset"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_RESET, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("ratecard_retry_after"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_RETRY_AFTER, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_null_string, NULL, NULL, 0, 0, 0 }
+};
+
+
+static ngx_str_t  ngx_http_ratecard_results[] = {
+    ngx_null_string,
+    ngx_string("ALLOWED"),
+    ngx_string("DENIED"),
+    ngx_string("DRY_RUN_DENIED"),
+    ngx_string("EXEMPT"),
+    ngx_string("UNMATCHED"),
+    ngx_string("ERROR")
+};
+
+
+static ngx_str_t  ngx_http_ratecard_retry_after = ngx_string("Retry-After");
+static ngx_str_t  ngx_http_ratecard_policy = ngx_string("RateLimit-Policy");
+static ngx_str_t  ngx_http_ratecard_ratelimit = ngx_string("RateLimit");
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+
+
+/* The request: the preaccess handler. */
+
+static ngx_int_t
+ngx_http_ratecard_handler(ngx_http_request_t *r)
+{
+    size_t                          ip_len;
+    u_char                          ip[16];
+    uint64_t                        now;
+    ngx_str_t                       value;
+    const char                     *rule;
+    struct sockaddr                *sa;
+    ratecard_status                 rc;
+    ratecard_request                req;
+    ratecard_limiter               *limiter;
+    ngx_http_request_t             *m;
+    ngx_http_ratecard_zone_t       *z;
+    ngx_http_ratecard_state_t      *st;
+    ngx_http_ratecard_loc_conf_t   *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ratecard_module);
+
+    if (lcf->shm_zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    st = ngx_http_ratecard_state(r, 1);
+    if (st == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (st->result != NGX_HTTP_RATECARD_NONE) {
+        /* decided already: before an internal redirect, or by the parent */
+        return NGX_DECLINED;
+    }
+
+    m = r->main;
+    z = lcf->shm_zone->data;
+    limiter = lcf->dry_run ? z->dry_run : z->enforce;
+
+    if (limiter == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ratecard: zone \"%V\" is not attached in this process",
+                      &z->name);
+        goto failed;
+    }
+
+    ngx_memzero(&req, sizeof(ratecard_request));
+    req.api = (uint32_t) lcf->api;
+    req.method = m->method_name.data;
+    req.method_len = m->method_name.len;
+
+    if (lcf->path) {
+        if (ngx_http_complex_value(r, lcf->path, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else {
+        value = m->unparsed_uri;
+    }
+
+    req.path = value.data;
+    req.path_len = value.len;
+
+    if (lcf->client_ip) {
+        if (ngx_http_complex_value(r, lcf->client_ip, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        /* text first ("192.0.2.1", "[2001:db8::1]"), else raw 4 or 16 bytes
+           ($binary_remote_addr): no 4-byte string is a textual address, and
+           a 16-byte one only in unallocated IPv6 space */
+        if (value.len == 0) {
+            req.client_ip = NULL;
+
+        } else if (ratecard_ip_parse(value.data, value.len, ip, &ip_len)
+                   == RATECARD_OK)
+        {
+            req.client_ip = ip;
+            req.client_ip_len = ip_len;
+
+        } else if (value.len == 4 || value.len == 16) {
+            req.client_ip = value.data;
+            req.client_ip_len = value.len;
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "ratecard: client address \"%V\" is not an IP "
+                          "address", &value);
+            goto failed;
+        }
+
+    } else {
+        /* the connection's address, as the realip module may have set it */
+        sa = r->connection->sockaddr;
+
+        switch (sa->sa_family) {
+
+        case AF_INET:
+            req.client_ip = (u_char *) &((struct sockaddr_in *) sa)->sin_addr;
+            req.client_ip_len = 4;
+            break;
+
+#if (NGX_HAVE_INET6)
+        case AF_INET6:
+            req.client_ip = ((struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+            req.client_ip_len = 16;
+            break;
+#endif
+
+        default:
+            break;
+        }
+    }
+
+    if (lcf->key) {
+        if (ngx_http_complex_value(r, lcf->key, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        req.secret_key = value.data;
+        req.secret_key_len = value.len;
+
+    } else if (m->headers_in.authorization) {
+        req.secret_key = m->headers_in.authorization->value.data;
+        req.secret_key_len = m->headers_in.authorization->value.len;
+    }
+
+    if (lcf->tenant) {
+        if (ngx_http_complex_value(r, lcf->tenant, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        req.tenant = value.data;
+        req.tenant_len = value.len;
+    }
+
+    rc = ratecard_now_ns(&now);
+    if (rc == RATECARD_OK) {
+        rc = ratecard_check(limiter, &req, now, &st->decision);
+    }
+
+    if (rc != RATECARD_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ratecard: check in zone \"%V\" failed: %s",
+                      &z->name, ratecard_status_str(rc));
+        goto failed;
+    }
+
+    st->limiter = limiter;
+
+    if (st->decision.dry_run_denied) {
+        st->result = NGX_HTTP_RATECARD_DRY_RUN_DENIED;
+
+    } else if (!st->decision.allowed) {
+        st->result = NGX_HTTP_RATECARD_DENIED;
+
+    } else if (st->decision.exempt) {
+        st->result = NGX_HTTP_RATECARD_EXEMPT;
+        return NGX_DECLINED;
+
+    } else if (st->decision.rule == RATECARD_NO_RULE) {
+        st->result = NGX_HTTP_RATECARD_UNMATCHED;
+        return NGX_DECLINED;
+
+    } else {
+        st->result = NGX_HTTP_RATECARD_ALLOWED;
+        st->headers_added = !lcf->headers;
+        return NGX_DECLINED;
+    }
+
+    rule = ratecard_rule_name(limiter, st->decision.rule);
+
+    ngx_log_error(lcf->log_level, r->connection->log, 0,
+                  "ratecard: %slimiting requests by rule \"%s\" in zone "
+                  "\"%V\", retry after %uD s",
+                  st->result == NGX_HTTP_RATECARD_DRY_RUN_DENIED
+                      ? "dry run, not " : "",
+                  rule ? rule : "?", &z->name,
+                  st->decision.retry_after_secs);
+
+    if (st->result == NGX_HTTP_RATECARD_DRY_RUN_DENIED) {
+        st->headers_added = !lcf->headers;
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_ratecard_deny(r, lcf, st);
+
+failed:
+
+    st->result = NGX_HTTP_RATECARD_ERROR;
+
+    return lcf->fail_closed ? lcf->fail_status : NGX_DECLINED;
+}
+
+
+/* Answers a denied request: status, Retry-After, RateLimit fields, JSON. */
+
+static ngx_int_t
+ngx_http_ratecard_deny(ngx_http_request_t *r, ngx_http_ratecard_loc_conf_t *lcf,
+    ngx_http_ratecard_state_t *st)
+{
+    size_t        len;
+    u_char        body[256];
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    if (r != r->main) {
+        /* a subrequest: its parent sees the status */
+        return lcf->status;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_ratecard_add_header(r, &ngx_http_ratecard_retry_after,
+                                     NGX_HTTP_RATECARD_WRITE_RETRY_AFTER, st)
+        != NGX_OK
+        || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_policy,
+                                        NGX_HTTP_RATECARD_WRITE_POLICY, st)
+           != NGX_OK
+        || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_ratelimit,
+                                        NGX_HTTP_RATECARD_WRITE_RATELIMIT, st)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->headers_added = 1;
+
+    if (ratecard_write_429_body(body, sizeof(body), &len) != RATECARD_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = lcf->status;
+    r->headers_out.content_length_n = len;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_ERROR);
+        return NGX_DONE;
+    }
+
+    b->last = ngx_cpymem(b->last, body, len);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+
+    return NGX_DONE;
+}
+
+
+/* Allowed responses carry the RateLimit fields of their decision. */
+
+static ngx_int_t
+ngx_http_ratecard_header_filter(ngx_http_request_t *r)
+{
+    ngx_http_ratecard_state_t      *st;
+    ngx_http_ratecard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ratecard_module);
+
+    if (!mcf->enabled || r != r->main) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    st = ngx_http_ratecard_state(r, 0);
+
+    if (st != NULL
+        && !st->headers_added
+        && (st->result == NGX_HTTP_RATECARD_ALLOWED
+            || st->result == NGX_HTTP_RATECARD_DRY_RUN_DENIED))
+    {
+        st->headers_added = 1;
+
+        if (ngx_http_ratecard_add_header(r, &ngx_http_ratecard_policy,
+                                         NGX_HTTP_RATECARD_WRITE_POLICY, st)
+            != NGX_OK
+            || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_ratelimit,
+                                            NGX_HTTP_RATECARD_WRITE_RATELIMIT,
+                                            st)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_ratecard_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_uint_t what, ngx_http_ratecard_state_t *st)
+{
+    size_t            size, len;
+    u_char           *buf;
+    ngx_uint_t        attempt;
+    ngx_table_elt_t  *h;
+    ratecard_status   rc;
+
+    size = 128;
+    len = 0;
+    rc = RATECARD_BUFFER_TOO_SHORT;
+
+    /* a second attempt gets the length the first one reported */
+    for (attempt = 0; attempt < 2 && rc == RATECARD_BUFFER_TOO_SHORT;
+         attempt++)
+    {
+        if (attempt > 0) {
+            size = len;
+        }
+
+        buf = ngx_pnalloc(r->pool, size);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
+
+        switch (what) {
+
+        case NGX_HTTP_RATECARD_WRITE_RETRY_AFTER:
+            rc = ratecard_write_retry_after(&st->decision, buf, size, &len);
+            break;
+
+        case NGX_HTTP_RATECARD_WRITE_POLICY:
+            rc = ratecard_write_ratelimit_policy(st->limiter, &st->decision,
+                                                 buf, size, &len);
+            break;
+
+        default: /* NGX_HTTP_RATECARD_WRITE_RATELIMIT */
+            rc = ratecard_write_ratelimit(st->limiter, &st->decision,
+                                          buf, size, &len);
+            break;
+        }
+    }
+
+    if (rc != RATECARD_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ratecard: writing \"%V\" failed: %s",
+                      name, ratecard_status_str(rc));
+        return NGX_ERROR;
+    }
+
+    if (len == 0) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = *name;
+    h->value.data = buf;
+    h->value.len = len;
+    h->lowcase_key = NULL;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * The decision of the main request. Module contexts are wiped by internal
+ * redirects, so the decision lives in a cleanup entry of the request pool
+ * (which subrequests share) and the context is only a shortcut to it.
+ */
+
+static ngx_http_ratecard_state_t *
+ngx_http_ratecard_state(ngx_http_request_t *r, ngx_uint_t create)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_ratecard_state_t  *st;
+
+    r = r->main;
+
+    st = ngx_http_get_module_ctx(r, ngx_http_ratecard_module);
+    if (st != NULL) {
+        return st;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_ratecard_state_cleanup) {
+            st = cln->data;
+            ngx_http_set_ctx(r, st, ngx_http_ratecard_module);
+            return st;
+        }
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_ratecard_state_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_ratecard_state_cleanup;
+    st = cln->data;
+    ngx_memzero(st, sizeof(ngx_http_ratecard_state_t));
+
+    ngx_http_set_ctx(r, st, ngx_http_ratecard_module);
+
+    return st;
+}
+
+
+static void
+ngx_http_ratecard_state_cleanup(void *data)
+{
+    /* nothing to free: the handler's address marks our entry */
+}
+
+
+/* Variables: the decision of the main request. */
+
+static ngx_int_t
+ngx_http_ratecard_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                     *p;
+    uint64_t                    n;
+    const char                 *name;
+    ngx_http_ratecard_state_t  *st;
+
+    st = ngx_http_ratecard_state(r, 0);
+
+    if (st == NULL || st->result == NGX_HTTP_RATECARD_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == NGX_HTTP_RATECARD_VAR_RESULT) {
+        v->data = ngx_http_ratecard_results[st->result].data;
+        v->len = ngx_http_ratecard_results[st->result].len;
+        goto found;
+    }
+
+    if (st->limiter == NULL
+        || st->decision.rule == RATECARD_NO_RULE
+        || st->decision.exempt)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == NGX_HTTP_RATECARD_VAR_RULE) {
+        name = ratecard_rule_name(st->limiter, st->decision.rule);
+        if (name == NULL) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = (u_char *) name;
+        v->len = ngx_strlen(name);
+        goto found;
+    }
+
+    switch (data) {
+
+    case NGX_HTTP_RATECARD_VAR_LIMIT:
+        n = st->decision.limit;
+        break;
+
+    case NGX_HTTP_RATECARD_VAR_REMAINING:
+        n = st->decision.remaining;
+        break;
+
+    case NGX_HTTP_RATECARD_VAR_RESET:
+        /* as the RateLimit field's t: whole microseconds, rounded up to s */
+        n = st->decision.reset_ns / 1000;
+        n = n / 1000000 + (n % 1000000 != 0);
+        break;
+
+    default: /* NGX_HTTP_RATECARD_VAR_RETRY_AFTER */
+        if (st->decision.retry_after_secs == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        n = st->decision.retry_after_secs;
+        break;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    v->len = ngx_sprintf(p, "%uL", n) - p;
+
+found:
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* ratecard_status_page: the zone's counters as text. */
+
+static ngx_int_t
+ngx_http_ratecard_status_handler(ngx_http_request_t *r)
+{
+    size_t                         size;
+    uint32_t                       i, rules;
+    uint64_t                       allowed, denied;
+    ngx_int_t                      rc;
+    ngx_buf_t                     *b;
+    const char                    *name;
+    ngx_chain_t                    out;
+    ratecard_stats                 stats;
+    ngx_http_ratecard_zone_t      *z;
+    ngx_http_ratecard_loc_conf_t  *lcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ratecard_module);
+    z = lcf->status_page->data;
+
+    if (z->enforce == NULL
+        || ratecard_limiter_stats(z->enforce, &stats) != RATECARD_OK
+        || ratecard_rule_count(z->enforce, &rules) != RATECARD_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ratecard: no counters for zone \"%V\"", &z->name);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    size = sizeof("ratecard  zone \n") + ngx_strlen(ratecard_version())
+           + z->name.len
+           + 7 * (sizeof("occupancy \n") + NGX_INT64_LEN)
+           + rules * (sizeof("rule  allowed  denied \n") + 64
+                      + 2 * NGX_INT64_LEN);
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "ratecard %s zone %V\n",
+                          ratecard_version(), &z->name);
+    b->last = ngx_sprintf(b->last, "capacity %uL\n", stats.capacity);
+    b->last = ngx_sprintf(b->last, "occupancy %uL\n", stats.occupancy);
+    b->last = ngx_sprintf(b->last, "allowed %uL\n", stats.allowed);
+    b->last = ngx_sprintf(b->last, "denied %uL\n", stats.denied);
+    b->last = ngx_sprintf(b->last, "evicted %uL\n", stats.evicted);
+    b->last = ngx_sprintf(b->last, "inserts %uL\n", stats.inserts);
+    b->last = ngx_sprintf(b->last, "full %uL\n", stats.full);
+
+    for (i = 0; i < rules; i++) {
+        name = ratecard_rule_name(z->enforce, i);
+
+        if (name == NULL || ngx_strlen(name) > 64
+            || ratecard_rule_stats(z->enforce, i, &allowed, &denied)
+               != RATECARD_OK)
+        {
+            continue;
+        }
+
+        b->last = ngx_sprintf(b->last, "rule %s allowed %uL denied %uL\n",
+                              name, allowed, denied);
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* The zone: laid out in the master, on start and on every reload. */
+
+static ngx_int_t
+ngx_http_ratecard_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    u_char                     *base;
+    ratecard_status             rc;
+    ratecard_config             cfg;
+    ratecard_limiter           *h;
+    ngx_http_ratecard_zone_t   *z;
+    ngx_http_ratecard_shctx_t  *sh;
+
+    z = shm_zone->data;
+    base = shm_zone->shm.addr;
+
+    sh = (ngx_http_ratecard_shctx_t *) (base + sizeof(ngx_slab_pool_t));
+    z->sh = sh;
+    z->table = ngx_align_ptr(base + NGX_HTTP_RATECARD_TABLE_OFFSET, 64);
+    z->table_len = base + shm_zone->shm.size - z->table;
+
+    if (z->table_len < z->table_bytes) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "ratecard_zone \"%V\": %uz bytes left for a table of "
+                      "%uz", &z->name, z->table_len, z->table_bytes);
+        return NGX_ERROR;
+    }
+
+    if (data != NULL || shm_zone->shm.exists) {
+        /*
+         * A reload kept the zone (same name and size): join the table, so
+         * every client keeps its state. Re-initialising would wipe it.
+         */
+        ratecard_config_default(&cfg);
+        cfg.policy = z->config.policy;
+
+        rc = ratecard_limiter_attach_with(z->table, z->table_len, &cfg, &h);
+        if (rc != RATECARD_OK) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "ratecard_zone \"%V\": cannot re-attach the kept "
+                          "table: %s", &z->name, ratecard_status_str(rc));
+            return NGX_ERROR;
+        }
+
+        ratecard_limiter_free(h);
+
+        if (sh->magic == NGX_HTTP_RATECARD_MAGIC
+            && (sh->ipv6_prefix_len != z->config.ipv6_prefix_len
+                || sh->pace != z->config.pace
+                || sh->algorithm != z->config.algorithm
+                || sh->unknown_kind != z->config.unknown_kind))
+        {
+            ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                          "ratecard_zone \"%V\": ipv6_prefix, pace, "
+                          "algorithm and unknown_kind take effect only in a "
+                          "new zone (a new name or size); the kept table "
+                          "keeps its own", &z->name);
+
+            z->config.ipv6_prefix_len = sh->ipv6_prefix_len;
+            z->config.pace = sh->pace;
+            z->config.algorithm = sh->algorithm;
+            z->config.unknown_kind = sh->unknown_kind;
+        }
+
+        return NGX_OK;
+    }
+
+    /*
+     * ngx_slab_init() has just written its page array over this region;
+     * clear it, so no reserved word of the table starts with nginx's bytes.
+     */
+    ngx_memzero(z->table, z->table_len);
+
+    rc = ratecard_limiter_init(z->table, z->table_len, &z->config, &h);
+    if (rc != RATECARD_OK) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "ratecard_zone \"%V\": cannot lay out the table: %s",
+                      &z->name, ratecard_status_str(rc));
+        return NGX_ERROR;
+    }
+
+    /* the master decides nothing: workers attach their own handles */
+    ratecard_limiter_free(h);
+
+    sh->magic = NGX_HTTP_RATECARD_MAGIC;
+    sh->capacity = z->config.capacity;
+    sh->ipv6_prefix_len = z->config.ipv6_prefix_len;
+    sh->pace = z->config.pace;
+    sh->algorithm = z->config.algorithm;
+    sh->unknown_kind = z->config.unknown_kind;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ratecard_attach(ngx_log_t *log, ngx_http_ratecard_zone_t *z)
+{
+    ratecard_status  rc;
+    ratecard_config  cfg;
+
+    ratecard_config_default(&cfg);
+    cfg.policy = z->config.policy;
+
+    rc = ratecard_limiter_attach_with(z->table, z->table_len, &cfg,
+                                      &z->enforce);
+    if (rc == RATECARD_OK) {
+        cfg.dry_run = 1;
+        rc = ratecard_limiter_attach_with(z->table, z->table_len, &cfg,
+                                          &z->dry_run);
+    }
+
+    if (rc != RATECARD_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "ratecard_zone \"%V\": cannot attach: %s",
+                      &z->name, ratecard_status_str(rc));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ratecard_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_ratecard_zone_t      **zones;
+    ngx_http_ratecard_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ratecard_module);
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    zones = mcf->zones.elts;
+
+    for (i = 0; i < mcf->zones.nelts; i++) {
+        /* on failure requests take the ratecard_fail path; the worker lives */
+        (void) ngx_http_ratecard_attach(cycle->log, zones[i]);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ratecard_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_ratecard_zone_t      **zones;
+    ngx_http_ratecard_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ratecard_module);
+    if (mcf == NULL) {
+        return;
+    }
+
+    zones = mcf->zones.elts;
+
+    for (i = 0; i < mcf->zones.nelts; i++) {
+        ratecard_limiter_free(zones[i]->enforce);
+        ratecard_limiter_free(zones[i]->dry_run);
+        zones[i]->enforce = NULL;
+        zones[i]->dry_run = NULL;
+    }
+}
+
+
+/* Directives. */
+
+static char *
+ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ratecard_main_conf_t  *mcf = conf;
+
+    size_t                      size, zone_size;
+    ssize_t                     n;
+    uint32_t                    capacity;
+    ngx_str_t                  *value, s;
+    ngx_int_t                   k;
+    ngx_uint_t                  i;
+    ratecard_config             config;
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_ratecard_zone_t   *z, **zp;
+
+    value = cf->args->elts;
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '=')
+        != NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ratecard_zone needs a name first, not \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ratecard_config_default(&config);
+    size = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            n = ngx_parse_size(&s);
+            if (n == NGX_ERROR || n < NGX_HTTP_RATECARD_MIN_SIZE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid size \"%V\" (at least 32k)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            size = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ipv6_prefix=", 12) == 0) {
+            k = ngx_atoi(value[i].data + 12, value[i].len - 12);
+            if (k == NGX_ERROR || k > 128) {
+                goto invalid;
+            }
+
+            config.ipv6_prefix_len = (uint8_t) k;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "policy=evict") == 0) {
+            config.policy = RATECARD_POLICY_EVICT;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "policy=deny") == 0) {
+            config.policy = RATECARD_POLICY_DENY;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "policy=admit") == 0) {
+            config.policy = RATECARD_POLICY_ADMIT;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "pace=on") == 0) {
+            config.pace = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "pace=off") == 0) {
+            config.pace = 0;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "unknown_kind=development") == 0) {
+            config.unknown_kind = RATECARD_KIND_DEVELOPMENT;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "unknown_kind=production") == 0) {
+            config.unknown_kind = RATECARD_KIND_PRODUCTION;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "algorithm=gcra") == 0) {
+            config.algorithm = RATECARD_ALGORITHM_GCRA;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "algorithm=fixed_window") == 0) {
+            config.algorithm = RATECARD_ALGORITHM_FIXED_WINDOW;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    if (size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"size\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    /* size= buys slots of 16 bytes; the table takes a power of two of them */
+    capacity = 4;
+    while (capacity < NGX_HTTP_RATECARD_MAX_SLOTS
+           && (size_t) capacity * 2 * 16 <= size)
+    {
+        capacity *= 2;
+    }
+
+    config.capacity = capacity;
+
+    z = ngx_pcalloc(cf->pool, sizeof(ngx_http_ratecard_zone_t));
+    if (z == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    z->name = value[1];
+    z->size = size;
+    z->config = config;
+    z->table_bytes = ratecard_limiter_bytes(capacity);
+
+    if (z->table_bytes == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ratecard cannot hold %uD slots", capacity);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the slab pool header nginx writes, our record, the table, slack */
+    zone_size = ngx_align(NGX_HTTP_RATECARD_TABLE_OFFSET + z->table_bytes + 64,
+                          ngx_pagesize);
+
+    shm_zone = ngx_shared_memory_add(cf, &value[1], zone_size,
+                                     &ngx_http_ratecard_module);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    z->shm_zone = shm_zone;
+    shm_zone->init = ngx_http_ratecard_init_zone;
+    shm_zone->data = z;
+
+    zp = ngx_array_push(&mcf->zones);
+    if (zp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *zp = z;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_ratecard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ratecard_loc_conf_t  *lcf = conf;
+
+    ngx_str_t       *value;
+    ngx_shm_zone_t  *shm_zone;
+
+    if (lcf->shm_zone != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        lcf->shm_zone = NULL;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts != 3) {
+        return "needs a zone and \"api=frontend\" or \"api=backend\"";
+    }
+
+    if (ngx_strcmp(value[2].data, "api=frontend") == 0) {
+        lcf->api = RATECARD_API_FRONTEND;
+
+    } else if (ngx_strcmp(value[2].data, "api=backend") == 0) {
+        lcf->api = RATECARD_API_BACKEND;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\": expected "
+                           "\"api=frontend\" or \"api=backend\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_http_ratecard_use(cf, &value[1]);
+    if (shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lcf->shm_zone = shm_zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ratecard_fail(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ratecard_loc_conf_t  *lcf = conf;
+
+    ngx_int_t   status;
+    ngx_str_t  *value;
+
+    if (lcf->fail_closed != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "open") == 0 && cf->args->nelts == 2) {
+        lcf->fail_closed = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "closed") != 0) {
+        return "takes \"open\" or \"closed [status]\"";
+    }
+
+    lcf->fail_closed = 1;
+    lcf->fail_status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (cf->args->nelts == 3) {
+        status = ngx_atoi(value[2].data, value[2].len);
+        if (status < 400 || status > 599) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid status \"%V\" (400 to 599)",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        lcf->fail_status = status;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ratecard_status_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ratecard_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (lcf->status_page != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    lcf->status_page = ngx_http_ratecard_use(cf, &value[1]);
+    if (lcf->status_page == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_ratecard_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* A reference to a zone, perhaps declared further down: checked at the end. */
+
+static ngx_shm_zone_t *
+ngx_http_ratecard_use(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_ratecard_use_t        *use;
+    ngx_http_ratecard_main_conf_t  *mcf;
+
+    shm_zone = ngx_shared_memory_add(cf, name, 0, &ngx_http_ratecard_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ratecard_module);
+    mcf->enabled = 1;
+
+    use = ngx_array_push(&mcf->uses);
+    if (use == NULL) {
+        return NULL;
+    }
+
+    use->shm_zone = shm_zone;
+    use->file = cf->conf_file->file.name;
+    use->line = cf->conf_file->line;
+
+    return shm_zone;
+}
+
+
+/* Configuration. */
+
+static ngx_int_t
+ngx_http_ratecard_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_ratecard_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_ratecard_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_ratecard_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ratecard_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&mcf->zones, cf->pool, 2,
+                       sizeof(ngx_http_ratecard_zone_t *))
+        != NGX_OK
+        || ngx_array_init(&mcf->uses, cf->pool, 4,
+                          sizeof(ngx_http_ratecard_use_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return mcf;
+}
+
+
+static void *
+ngx_http_ratecard_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_ratecard_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ratecard_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->api = 0;
+     *     conf->status_page = NULL;
+     */
+
+    conf->shm_zone = NGX_CONF_UNSET_PTR;
+    conf->dry_run = NGX_CONF_UNSET;
+    conf->headers = NGX_CONF_UNSET;
+    conf->status = NGX_CONF_UNSET;
+    conf->fail_closed = NGX_CONF_UNSET;
+    conf->fail_status = NGX_CONF_UNSET;
+    conf->log_level = NGX_CONF_UNSET_UINT;
+    conf->client_ip = NGX_CONF_UNSET_PTR;
+    conf->key = NGX_CONF_UNSET_PTR;
+    conf->tenant = NGX_CONF_UNSET_PTR;
+    conf->path = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_ratecard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_ratecard_loc_conf_t  *prev = parent;
+    ngx_http_ratecard_loc_conf_t  *conf = child;
+
+    if (conf->shm_zone == NGX_CONF_UNSET_PTR) {
+        conf->shm_zone = prev->shm_zone;
+        conf->api = prev->api;
+    }
+
+    if (conf->shm_zone == NGX_CONF_UNSET_PTR) {
+        conf->shm_zone = NULL;
+    }
+
+    ngx_conf_merge_value(conf->dry_run, prev->dry_run, 0);
+    ngx_conf_merge_value(conf->headers, prev->headers, 1);
+    ngx_conf_merge_value(conf->status, prev->status,
+                         NGX_HTTP_TOO_MANY_REQUESTS);
+
+    if (conf->fail_closed == NGX_CONF_UNSET) {
+        conf->fail_closed = prev->fail_closed;
+        conf->fail_status = prev->fail_status;
+    }
+
+    ngx_conf_merge_value(conf->fail_closed, prev->fail_closed, 1);
+    ngx_conf_merge_value(conf->fail_status, prev->fail_status,
+                         NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_WARN);
+
+    ngx_conf_merge_ptr_value(conf->client_ip, prev->client_ip, NULL);
+    ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
+    ngx_conf_merge_ptr_value(conf->tenant, prev->tenant, NULL);
+    ngx_conf_merge_ptr_value(conf->path, prev->path, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ratecard_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                      i;
+    ngx_array_t                    *handlers;
+    ngx_http_handler_pt            *h;
+    ngx_http_ratecard_use_t        *use;
+    ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_ratecard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ratecard_module);
+
+    use = mcf->uses.elts;
+    for (i = 0; i < mcf->uses.nelts; i++) {
+        if (use[i].shm_zone->data == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown ratecard_zone \"%V\" in %V:%ui",
+                          &use[i].shm_zone->shm.name, &use[i].file,
+                          use[i].line);
+            return NGX_ERROR;
+        }
+    }
+
+    if (!mcf->enabled) {
+        return NGX_OK;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    handlers = &cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers;
+
+    h = ngx_array_push(handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * A phase runs its handlers last-registered first, and a dynamic module
+     * registers after every built-in one. Put ours first in the array, so
+     * it runs last in preaccess: after realip's location-level handler (the
+     * client address is the real one) and after limit_req / limit_conn.
+     */
+    h = handlers->elts;
+    ngx_memmove(&h[1], &h[0], (handlers->nelts - 1) * sizeof(*h));
+    h[0] = ngx_http_ratecard_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_ratecard_header_filter;
+
+    return NGX_OK;
+}
