@@ -97,9 +97,15 @@
 
 /**
  * Rule scope: one instance (the tenant if given, else the secret key, else
- * the client IP), extended by the route's `{param}` captures.
+ * the client IP); the route's `{param}` captures do not split it.
  */
 #define RATECARD_SCOPE_INSTANCE 1
+
+/**
+ * Rule scope: one instance and the ids the route's `{param}`s capture
+ * (per user, per organization).
+ */
+#define RATECARD_SCOPE_INSTANCE_PARAMS 2
 
 /**
  * Algorithm: in ratecard_config, each rule's own; in ratecard_rule, GCRA.

@@ -39,8 +39,11 @@ pub const RATECARD_KIND_DEVELOPMENT: u8 = 2;
 /// prefix), within the request's tenant if any.
 pub const RATECARD_SCOPE_CLIENT_IP: u8 = 0;
 /// Rule scope: one instance (the tenant if given, else the secret key, else
-/// the client IP), extended by the route's `{param}` captures.
+/// the client IP); the route's `{param}` captures do not split it.
 pub const RATECARD_SCOPE_INSTANCE: u8 = 1;
+/// Rule scope: one instance and the ids the route's `{param}`s capture
+/// (per user, per organization).
+pub const RATECARD_SCOPE_INSTANCE_PARAMS: u8 = 2;
 
 /// Algorithm: in ratecard_config, each rule's own; in ratecard_rule, GCRA.
 pub const RATECARD_ALGORITHM_DEFAULT: u8 = 0;
@@ -443,6 +446,7 @@ fn rule_of(
     let scope = match r.scope {
         RATECARD_SCOPE_CLIENT_IP => Scope::ClientIp,
         RATECARD_SCOPE_INSTANCE => Scope::Instance,
+        RATECARD_SCOPE_INSTANCE_PARAMS => Scope::InstanceParams,
         _ => return Err(RATECARD_INVALID_RULES),
     };
     let kind = match r.kind {
