@@ -620,6 +620,21 @@ const char *ratecard_status_str(ratecard_status status);
 void ratecard_config_default(struct ratecard_config *out);
 
 /**
+ * Write the configuration in force on `limiter` to `*out`: the table's
+ * recorded values (capacity after rounding, IPv6 prefix, policy, unknown
+ * key kind, pace mode, algorithm) and this handle's own dry run and policy.
+ * The seed is never handed out (`seed` NULL, `seed_len` 0); `rules` is NULL
+ * and `rules_len` the number of rules; reserved words are zero. A host uses
+ * it to notice, on reload, that its configuration no longer matches a
+ * table it attached to.
+ *
+ * Thread safety: reads only the handle. Statuses: RATECARD_OK,
+ * RATECARD_NULL_ARGUMENT.
+ */
+ratecard_status ratecard_limiter_config(const struct ratecard_limiter *limiter,
+                                        struct ratecard_config *out);
+
+/**
  * Bytes of memory a table of `capacity` slots takes, header included,
  * after rounding the capacity up (a power-of-two number of 4-slot
  * buckets). 0 when `capacity` is 0 or above 2^28.

@@ -684,6 +684,57 @@ pub unsafe extern "C" fn ratecard_config_default(out: *mut ratecard_config) {
     }
 }
 
+/// Write the configuration in force on `limiter` to `*out`: the table's
+/// recorded values (capacity after rounding, IPv6 prefix, policy, unknown
+/// key kind, pace mode, algorithm) and this handle's own dry run and policy.
+/// The seed is never handed out (`seed` NULL, `seed_len` 0); `rules` is NULL
+/// and `rules_len` the number of rules; reserved words are zero. A host uses
+/// it to notice, on reload, that its configuration no longer matches a
+/// table it attached to.
+///
+/// Thread safety: reads only the handle. Statuses: RATECARD_OK,
+/// RATECARD_NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_config(
+    limiter: *const ratecard_limiter,
+    out: *mut ratecard_config,
+) -> ratecard_status {
+    boundary! {
+        nonnull: limiter, out;
+        {
+            // SAFETY: a live handle (the caller's contract).
+            let l = unsafe { &*limiter }.get();
+            let c = l.config();
+            // The table's slots: the configured capacity rounded up.
+            let slots = ratecard_core::table::buckets_for(c.capacity as u64).map_or(0, |b| b * 4);
+            let config = ratecard_config {
+                capacity: u32::try_from(slots).unwrap_or(u32::MAX),
+                seed: std::ptr::null(),
+                seed_len: 0,
+                ipv6_prefix_len: c.ipv6_prefix,
+                dry_run: c.dry_run,
+                policy: c.policy as u8,
+                unknown_kind: match c.unknown_kind {
+                    InstanceKind::Production => RATECARD_KIND_PRODUCTION,
+                    InstanceKind::Development => RATECARD_KIND_DEVELOPMENT,
+                },
+                pace: c.pace,
+                algorithm: match c.algorithm {
+                    None => RATECARD_ALGORITHM_DEFAULT,
+                    Some(Algorithm::Gcra) => RATECARD_ALGORITHM_GCRA,
+                    Some(Algorithm::FixedWindow) => RATECARD_ALGORITHM_FIXED_WINDOW,
+                },
+                rules: std::ptr::null(),
+                rules_len: l.rules().len(),
+                reserved: [0; 4],
+            };
+            // SAFETY: `out` is not NULL and points to a ratecard_config.
+            unsafe { write(out, config) };
+            RATECARD_OK
+        }
+    }
+}
+
 /// Bytes of memory a table of `capacity` slots takes, header included,
 /// after rounding the capacity up (a power-of-two number of 4-slot
 /// buckets). 0 when `capacity` is 0 or above 2^28.

@@ -85,8 +85,20 @@ fn strip_comments(s: &str) -> String {
         .join("\n")
 }
 
-/// The directory holding this test profile's libraries (target/<profile>).
+/// The directory holding this test profile's libraries (target/<profile>),
+/// after building them: `cargo test` links tests against the rlib only, so
+/// the static and shared libraries could otherwise be stale or missing.
 fn lib_dir() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "--quiet", "-p", "ratecard-ffi"]);
+        if !cfg!(debug_assertions) {
+            cargo.arg("--release");
+        }
+        let status = cargo.status().expect("run cargo build");
+        assert!(status.success(), "cargo build -p ratecard-ffi failed");
+    });
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/header-<hash>
     exe.parent()

@@ -429,6 +429,37 @@ static void test_unknown_kind_production_by_config(void) {
   CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_CONFIG);
 }
 
+static void test_limiter_config_reports_the_recorded_values(void) {
+  ratecard_config c, got;
+  ratecard_limiter *l = NULL;
+  uint8_t seed[16] = {7};
+  ratecard_config_default(&c);
+  c.capacity = 1000;
+  c.seed = seed;
+  c.seed_len = sizeof seed;
+  c.ipv6_prefix_len = 48;
+  c.policy = RATECARD_POLICY_DENY;
+  c.unknown_kind = RATECARD_KIND_PRODUCTION;
+  c.pace = true;
+  c.algorithm = RATECARD_ALGORITHM_FIXED_WINDOW;
+  c.dry_run = true;
+  OK(ratecard_limiter_new(&c, &l));
+  memset(&got, 0xa5, sizeof got);
+  OK(ratecard_limiter_config(l, &got));
+  CHECK(got.capacity == 1024); /* rounded up to whole buckets */
+  CHECK(got.ipv6_prefix_len == 48);
+  CHECK(got.policy == RATECARD_POLICY_DENY);
+  CHECK(got.unknown_kind == RATECARD_KIND_PRODUCTION);
+  CHECK(got.pace && got.dry_run);
+  CHECK(got.algorithm == RATECARD_ALGORITHM_FIXED_WINDOW);
+  CHECK(got.seed == NULL && got.seed_len == 0); /* the seed stays secret */
+  CHECK(got.rules == NULL && got.rules_len == 14);
+  CHECK(got.reserved[0] == 0 && got.reserved[3] == 0);
+  CHECK_STATUS(ratecard_limiter_config(NULL, &got), RATECARD_NULL_ARGUMENT);
+  CHECK_STATUS(ratecard_limiter_config(l, NULL), RATECARD_NULL_ARGUMENT);
+  ratecard_limiter_free(l);
+}
+
 static void test_pace_mode_spaces_requests(void) {
   ratecard_config c;
   ratecard_limiter *l = NULL;
@@ -923,7 +954,7 @@ static void custom_rules(ratecard_rule rules[2]) {
   rules[0].name = u8("custom.things");
   rules[0].name_len = 13;
   rules[0].api = RATECARD_API_BACKEND;
-  rules[0].scope = RATECARD_SCOPE_INSTANCE;
+  rules[0].scope = RATECARD_SCOPE_INSTANCE_PARAMS;
   rules[0].routes = THING_ROUTES;
   rules[0].routes_len = 2;
   rules[0].limit = 3;
@@ -1014,7 +1045,7 @@ static void test_invalid_custom_rules(void) {
   EXPECT_RULES(rules[1].name = NULL, RATECARD_INVALID_ARGUMENT);
   EXPECT_RULES(rules[1].reserved[1] = 1, RATECARD_INVALID_ARGUMENT);
   EXPECT_RULES(rules[1].api = 7, RATECARD_INVALID_RULES);
-  EXPECT_RULES(rules[1].scope = 2, RATECARD_INVALID_RULES);
+  EXPECT_RULES(rules[1].scope = 3, RATECARD_INVALID_RULES);
   EXPECT_RULES(rules[1].kind = 3, RATECARD_INVALID_RULES);
   EXPECT_RULES(rules[1].algorithm = 3, RATECARD_INVALID_RULES);
   EXPECT_RULES(rules[1].period_ns = 0, RATECARD_INVALID_RULES);
@@ -1206,6 +1237,7 @@ int main(void) {
   test_tenants_separate_clients_and_name_instances();
   test_bearer_keys_are_the_raw_key();
   test_unknown_kind_production_by_config();
+  test_limiter_config_reports_the_recorded_values();
   test_pace_mode_spaces_requests();
   test_ipv6_keys_on_the_64_prefix_and_mapped_ipv4_is_ipv4();
   test_ip_parse_rejects_what_is_not_an_address();
