@@ -15,6 +15,7 @@ use crate::table::header::Fields;
 use crate::table::slot::{self, Cells, Found, Inserted, Rules, MAX_RETRIES};
 use crate::table::{self, StaticMemory, Table};
 use crate::time::{Nanos, NANOS_PER_SEC};
+use crate::{gcra, window};
 
 /// What a handle does when both of a new key's buckets hold only keys still
 /// in debt.
@@ -210,21 +211,41 @@ pub struct Stats {
 #[derive(Copy, Clone, Debug)]
 struct Params {
     quota: Quota,
+    /// GCRA's emission interval, `quota.emission_interval()`.
+    t: u64,
+    /// The fixed window's length, `quota.period_ns()`.
+    period: u64,
+    /// `quota.burst()`.
+    burst: u32,
     algorithm: Algorithm,
     scope: Scope,
     unlimited: bool,
 }
 
-const NO_PARAMS: Params = Params {
-    quota: Quota::unlimited(),
-    algorithm: Algorithm::Gcra,
-    scope: Scope::Instance,
-    unlimited: true,
-};
+const NO_PARAMS: Params = Params::new(Quota::unlimited(), Algorithm::Gcra, Scope::Instance);
 
 impl Params {
+    const fn new(quota: Quota, algorithm: Algorithm, scope: Scope) -> Params {
+        Params {
+            quota,
+            t: quota.emission_interval(),
+            period: quota.period_ns(),
+            burst: quota.burst(),
+            algorithm,
+            scope,
+            unlimited: quota.is_unlimited(),
+        }
+    }
+
+    /// [`Algorithm::decide`] on the precomputed parameters.
+    #[inline(always)]
     fn decide(&self, state: u64, now: u64, cost: u32) -> Outcome {
-        self.algorithm.decide(&self.quota, state, now, cost)
+        match self.algorithm {
+            Algorithm::Gcra => gcra::decide(state, now, cost, self.t, self.burst),
+            Algorithm::FixedWindow => {
+                window::decide(state, now, cost, self.quota.limit, self.period)
+            }
+        }
     }
 }
 
@@ -261,12 +282,7 @@ impl<'a> Limiter<'a> {
             if config.pace && algorithm == Algorithm::Gcra {
                 quota = quota.with_burst(1);
             }
-            *p = Params {
-                quota,
-                algorithm,
-                scope: rule.scope,
-                unlimited: quota.is_unlimited(),
-            };
+            *p = Params::new(quota, algorithm, rule.scope);
         }
         Limiter {
             table,
@@ -606,25 +622,47 @@ impl<'a> Limiter<'a> {
     }
 
     /// Decide every rule of one request: all or nothing.
+    #[inline]
     fn run(&self, work: &[Work], cost: u32, now: u64, peek: bool) -> Decision {
         let cost = cost.max(1);
-        let mask = self.table.mask();
-        for w in work {
-            let (b1, b2) = hash::buckets(w.tag, mask);
-            self.table.prefetch(b1);
-            self.table.prefetch(b2);
+        if work.len() > 1 {
+            let mask = self.table.mask();
+            for w in work {
+                let (b1, b2) = hash::buckets(w.tag, mask);
+                self.table.prefetch(b1);
+                self.table.prefetch(b2);
+            }
         }
-        let mut outcomes = heapless::Vec::<Outcome, MAX_RULES>::new();
         let mut charged = heapless::Vec::<(usize, u128, u128), MAX_RULES>::new();
-        let mut denied = false;
-        for w in work {
-            let (out, undo) = self.one(w, cost, now, peek, denied);
+        // The binding rule so far: on allow the tightest, on deny the
+        // denial with the longest wait (a rule the cost never fits first),
+        // the first one on ties. Index into `work` and its outcome.
+        let mut tightest: Option<(usize, Outcome)> = None;
+        let mut denial: Option<(usize, Outcome)> = None;
+        for (i, w) in work.iter().enumerate() {
+            let (out, undo) = self.one(w, cost, now, peek, denial.is_some());
             if let Some(undo) = undo {
                 let _ = charged.push(undo);
             }
-            denied |= !out.allowed;
-            let _ = outcomes.push(out);
+            if !out.allowed {
+                let longer = match &denial {
+                    None => true,
+                    Some((_, d)) => {
+                        (out.never_fits && !d.never_fits)
+                            || (out.never_fits == d.never_fits && out.retry_after > d.retry_after)
+                    }
+                };
+                if longer {
+                    denial = Some((i, out));
+                }
+            } else if denial.is_none() {
+                tightest = match tightest {
+                    Some((b, bo)) if !self.tighter(w, &out, &work[b], &bo) => Some((b, bo)),
+                    _ => Some((i, out)),
+                };
+            }
         }
+        let denied = denial.is_some();
         if denied {
             // Undo only from exactly what we wrote: if a slot moved on since,
             // our charge stays (stricter, never looser).
@@ -632,22 +670,16 @@ impl<'a> Limiter<'a> {
                 let _ = self.table.cas(pos, written, before);
             }
         }
-        let mut d = Decision::no_rule();
-        let bi = if denied {
-            // A rule the cost never fits binds; else the longest wait.
-            pick(&outcomes, |a, b| {
-                !b.allowed
-                    && (a.allowed
-                        || (b.never_fits && !a.never_fits)
-                        || (b.never_fits == a.never_fits && b.retry_after > a.retry_after))
-            })
-        } else {
-            self.tightest(work, &outcomes)
+        let Some((bi, o)) = denial.or(tightest) else {
+            return Decision::no_rule();
         };
-        let o = outcomes[bi];
-        let rule = work[bi].rule;
+        let Some(bw) = work.get(bi) else {
+            return Decision::no_rule();
+        };
+        let rule = bw.rule;
+        let mut d = Decision::no_rule();
         d.rule = rule as u32;
-        d.limit = self.params[rule as usize].quota.limit;
+        d.limit = self.params(rule).quota.limit;
         d.remaining = o.remaining;
         d.reset = Nanos(o.reset);
         d.matched = work.iter().fold(0, |m, w| m | 1 << w.rule);
@@ -664,26 +696,30 @@ impl<'a> Limiter<'a> {
             d.dry_run_denied = self.config.dry_run;
         }
         if !peek {
-            let stripe = self.table.stripe(work[bi].tag);
-            stripe.rules[rule as usize][denied as usize].fetch_add(1, Ordering::Relaxed);
+            let stripe = self.table.stripe(bw.tag);
+            if let Some(c) = stripe.rules.get(rule as usize) {
+                c[denied as usize].fetch_add(1, Ordering::Relaxed);
+            }
         }
         d
     }
 
+    /// The parameters of rule `rule` (`NO_PARAMS` past the table).
+    #[inline(always)]
+    fn params(&self, rule: u8) -> &Params {
+        self.params.get(rule as usize).unwrap_or(&NO_PARAMS)
+    }
+
     /// On allow, the binding rule is the one with the smallest fraction of
-    /// its burst left (ties: the one furthest from full replenishment).
-    fn tightest(&self, work: &[Work], outcomes: &[Outcome]) -> usize {
-        let mut best = 0;
-        for i in 1..outcomes.len() {
-            let burst = |k: usize| self.params[work[k].rule as usize].quota.burst().max(1) as u64;
-            let lhs = outcomes[i].remaining as u64 * burst(best);
-            let rhs = outcomes[best].remaining as u64 * burst(i);
-            // Ties go to the rule that takes longest to replenish.
-            if lhs < rhs || (lhs == rhs && outcomes[i].reset > outcomes[best].reset) {
-                best = i;
-            }
-        }
-        best
+    /// its burst left (ties: the one furthest from full replenishment):
+    /// whether `a` (a later rule) binds rather than `b`.
+    #[inline(always)]
+    fn tighter(&self, a: &Work, ao: &Outcome, b: &Work, bo: &Outcome) -> bool {
+        let burst = |w: &Work| self.params(w.rule).burst.max(1) as u64;
+        let lhs = ao.remaining as u64 * burst(b);
+        let rhs = bo.remaining as u64 * burst(a);
+        // Ties go to the rule that takes longest to replenish.
+        lhs < rhs || (lhs == rhs && ao.reset > bo.reset)
     }
 
     /// Decide one rule; charge it unless this is a peek or an earlier rule
@@ -697,7 +733,7 @@ impl<'a> Limiter<'a> {
         peek: bool,
         denied: bool,
     ) -> (Outcome, Option<(usize, u128, u128)>) {
-        let p = &self.params[w.rule as usize];
+        let p = self.params(w.rule);
         let dry = peek || denied;
         for _ in 0..MAX_RETRIES {
             match slot::find(&self.table, self, w.tag, now) {
@@ -797,16 +833,6 @@ fn refused(out: Outcome, free_in: u64) -> Outcome {
     }
 }
 
-fn pick(outcomes: &[Outcome], better: impl Fn(&Outcome, &Outcome) -> bool) -> usize {
-    let mut best = 0;
-    for i in 1..outcomes.len() {
-        if better(&outcomes[best], &outcomes[i]) {
-            best = i;
-        }
-    }
-    best
-}
-
 impl Rules for Limiter<'_> {
     fn debt(&self, tag: u64, state: u64, now: u64) -> u32 {
         match self.params.get(hash::rule_of(tag)) {
@@ -835,13 +861,12 @@ fn capture_tag(subject: SubjectHash, m: &Match<'_>) -> u64 {
     if n == 0 {
         return hash::tag(subject, m.rule);
     }
-    hash::tag_with_captures(
-        subject,
-        m.rule,
-        m.captures[..n.min(m.captures.len())]
-            .iter()
-            .map(|c| route::decoded(c)),
-    )
+    let captures = &m.captures[..n.min(m.captures.len())];
+    if captures.iter().all(|c| !c.contains(&b'%')) {
+        // Nothing to decode: hash the bytes a word at a time.
+        return hash::tag_with_plain_captures(subject, m.rule, captures);
+    }
+    hash::tag_with_captures(subject, m.rule, captures.iter().map(|c| route::decoded(c)))
 }
 
 /// A client address as its key bytes: IPv4 (also IPv4-mapped IPv6) as 4

@@ -80,21 +80,49 @@ pub enum Method {
 
 impl Method {
     /// Parse a method name, ignoring ASCII case.
+    #[inline]
     pub fn parse(name: &[u8]) -> Method {
-        let (text, method): (&[u8], Method) = match (name.len(), name.first().map(|b| b | 0x20)) {
-            (3, Some(b'g')) => (b"GET", Method::Get),
-            (3, Some(b'p')) => (b"PUT", Method::Put),
-            (4, Some(b'p')) => (b"POST", Method::Post),
-            (4, Some(b'h')) => (b"HEAD", Method::Head),
-            (5, Some(b'p')) => (b"PATCH", Method::Patch),
-            (6, Some(b'd')) => (b"DELETE", Method::Delete),
-            (7, Some(b'o')) => (b"OPTIONS", Method::Options),
+        // Every name is 3 to 7 ASCII letters, and letters differ from
+        // their other case only in bit 5: setting it in every byte of the
+        // request's name and comparing with the lowercase name as one word
+        // ignores ASCII case exactly (a non-letter byte cannot turn into a
+        // letter's lowercase form).
+        const fn word(s: &[u8]) -> u64 {
+            let mut w = 0u64;
+            let mut i = 0;
+            while i < s.len() {
+                w |= (s[i] as u64) << (8 * i);
+                i += 1;
+            }
+            w
+        }
+        const GET: u64 = word(b"get");
+        const PUT: u64 = word(b"put");
+        const POST: u64 = word(b"post");
+        const HEAD: u64 = word(b"head");
+        const PATCH: u64 = word(b"patch");
+        const DELETE: u64 = word(b"delete");
+        const OPTIONS: u64 = word(b"options");
+        let n = name.len();
+        let w = match name {
+            [a, b, c] => u16::from_le_bytes([*a, *b]) as u64 | (*c as u64) << 16,
+            [a, b, c, d, ..] if n <= 7 => {
+                let lo = u32::from_le_bytes([*a, *b, *c, *d]) as u64;
+                let t = &name[n - 4..];
+                let hi = u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as u64;
+                lo | hi << (8 * (n - 4))
+            }
             _ => return Method::Other,
         };
-        if name.eq_ignore_ascii_case(text) {
-            method
-        } else {
-            Method::Other
+        match w | (0x2020_2020_2020_2020 >> (8 * (8 - n))) {
+            GET => Method::Get,
+            PUT => Method::Put,
+            POST => Method::Post,
+            HEAD => Method::Head,
+            PATCH => Method::Patch,
+            DELETE => Method::Delete,
+            OPTIONS => Method::Options,
+            _ => Method::Other,
         }
     }
 
@@ -350,8 +378,69 @@ mod tests {
     fn method_parsing_ignores_case_and_any_matches_unknown_methods() {
         assert_eq!(Method::parse(b"pAtCh"), Method::Patch);
         assert_eq!(Method::parse(b"BREW"), Method::Other);
+        // Only letters fold: bit 5 of a non-letter is not a case.
+        assert_eq!(Method::parse(b"GE\x14"), Method::Other);
+        assert_eq!(Method::parse(b"\x07et"), Method::Other);
+        assert_eq!(Method::parse(b"get\0"), Method::Other);
+        assert_eq!(Method::parse(b"OPTIONS"), Method::Options);
+        assert_eq!(Method::parse(b"OPTIONSX"), Method::Other);
+        assert_eq!(Method::parse(b"De"), Method::Other);
         assert!(Method::Any.matches(Method::Other));
         assert!(!Method::Post.matches(Method::Get));
+    }
+
+    /// `Method::parse` as it was first written, byte by byte.
+    fn parse_bytewise(name: &[u8]) -> Method {
+        const NAMES: &[(&[u8], Method)] = &[
+            (b"GET", Method::Get),
+            (b"PUT", Method::Put),
+            (b"POST", Method::Post),
+            (b"HEAD", Method::Head),
+            (b"PATCH", Method::Patch),
+            (b"DELETE", Method::Delete),
+            (b"OPTIONS", Method::Options),
+        ];
+        NAMES
+            .iter()
+            .find(|(text, _)| name.eq_ignore_ascii_case(text))
+            .map_or(Method::Other, |&(_, m)| m)
+    }
+
+    #[test]
+    fn method_parsing_agrees_with_a_bytewise_comparison_on_every_one_byte_change() {
+        for name in [
+            "GET", "PUT", "POST", "HEAD", "PATCH", "DELETE", "OPTIONS", "get",
+        ] {
+            for i in 0..name.len() {
+                for b in 0..=255u8 {
+                    let mut n = name.as_bytes().to_vec();
+                    n[i] = b;
+                    assert_eq!(Method::parse(&n), parse_bytewise(&n), "{n:?}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn method_parsing_agrees_with_a_bytewise_comparison(
+            name in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"GETPUOSHADLCIgetpuoshadlci".to_vec()),
+                    proptest::num::u8::ANY,
+                ],
+                0..9,
+            ),
+            flips in proptest::collection::vec(proptest::bool::ANY, 9),
+        ) {
+            let mut name = name;
+            for (b, flip) in name.iter_mut().zip(flips) {
+                if flip {
+                    *b ^= 0x20;
+                }
+            }
+            proptest::prop_assert_eq!(Method::parse(&name), parse_bytewise(&name));
+        }
     }
 
     #[test]

@@ -239,6 +239,12 @@ impl Cells for Table<'_> {
     }
 
     #[inline]
+    fn load_bucket(&self, b: u64) -> [u128; BUCKET_SLOTS] {
+        let bucket = &self.buckets[b as usize];
+        core::array::from_fn(|j| bucket.0[j].load(Ordering::SeqCst))
+    }
+
+    #[inline]
     fn cas(&self, i: usize, current: u128, new: u128) -> Result<(), u128> {
         self.buckets[i / BUCKET_SLOTS].0[i % BUCKET_SLOTS]
             .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)

@@ -106,6 +106,12 @@ pub trait Cells {
     fn cas(&self, i: usize, current: u128, new: u128) -> Result<(), u128>;
     /// Hint that bucket `b` will be read soon.
     fn prefetch(&self, _b: u64) {}
+    /// Load the slots of bucket `b`, one after the other.
+    #[inline]
+    fn load_bucket(&self, b: u64) -> [u128; BUCKET_SLOTS] {
+        let base = b as usize * BUCKET_SLOTS;
+        core::array::from_fn(|j| self.load(base + j))
+    }
 }
 
 /// What a table needs to know about the keys' rules.
@@ -151,7 +157,50 @@ pub enum Found {
 
 /// Look up `tag` in its two buckets, helping any relocation of it along,
 /// clearing expired markers and merging duplicates as it goes.
+#[inline]
 pub fn find<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Found {
+    // The common cases in one pass over both buckets: no slot of the key
+    // (absent), or exactly one and it is live. Anything else (a marker, a
+    // duplicate) takes the full lookup, which reads the slots again.
+    let (b1, b2) = hash::buckets(tag, cells.mask());
+    let first = cells.load_bucket(b1);
+    // One bucket only (a table of one bucket): don't count its slots twice.
+    let second = if b2 != b1 {
+        cells.load_bucket(b2)
+    } else {
+        [0; BUCKET_SLOTS]
+    };
+    // Bit j: slot j of the first bucket holds the key; bit 4 + j: of the
+    // second.
+    let mut hits = 0u32;
+    for j in 0..BUCKET_SLOTS {
+        hits |= ((identity(first[j]) == tag) as u32) << j;
+        hits |= ((identity(second[j]) == tag) as u32) << (BUCKET_SLOTS + j);
+    }
+    if hits == 0 {
+        return Found::Absent;
+    }
+    if hits.is_power_of_two() {
+        let j = hits.trailing_zeros() as usize;
+        let (b, value) = if j < BUCKET_SLOTS {
+            (b1, first[j % BUCKET_SLOTS])
+        } else {
+            (b2, second[j % BUCKET_SLOTS])
+        };
+        if kind_of(value) == Kind::Live {
+            return Found::Live {
+                pos: b as usize * BUCKET_SLOTS + j % BUCKET_SLOTS,
+                value,
+            };
+        }
+    }
+    find_slow(cells, rules, tag, now)
+}
+
+/// [`find`] when the key has a marker or more than one slot.
+#[cold]
+#[inline(never)]
+fn find_slow<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Found {
     let slots = candidates(tag, cells.mask());
     'retry: for _ in 0..MAX_RETRIES {
         let mut live: Option<(usize, u128)> = None;
