@@ -320,8 +320,7 @@ impl<'a> Limiter<'a> {
     ) -> Result<Limiter<'a>, Error> {
         Self::check_setup(&rules, config)?;
         // SAFETY: forwarded from the caller.
-        let table = unsafe { Table::place(mem, len, config.capacity as u64)? };
-        table.clear();
+        let table = unsafe { Table::place_zeroed(mem, len, config.capacity as u64)? };
         table.header.write(&Fields {
             capacity: table.capacity(),
             config: config.pack(),
@@ -457,18 +456,23 @@ impl<'a> Limiter<'a> {
         Ok(self.forget(tag))
     }
 
+    /// Remove every live slot of `tag`. Markers are left alone: without a
+    /// clock, a reset cannot tell an expired claim from a fresh one.
     fn forget(&self, tag: u64) -> u32 {
-        for _ in 0..MAX_RETRIES {
-            match slot::find(&self.table, self, tag, 0) {
-                Found::Live { pos, value } => {
-                    if self.table.cas(pos, value, 0).is_ok() {
-                        return 1;
-                    }
+        let mut cleared = 0;
+        for i in slot::candidates(tag, self.table.mask()) {
+            for _ in 0..MAX_RETRIES {
+                let v = self.table.load(i);
+                if slot::identity(v) != tag || slot::kind_of(v) != slot::Kind::Live {
+                    break;
                 }
-                _ => return 0,
+                if self.table.cas(i, v, 0).is_ok() {
+                    cleared += 1;
+                    break;
+                }
             }
         }
-        0
+        cleared
     }
 
     /// Counters summed over the stripes, and the table's occupancy (a scan).

@@ -614,3 +614,28 @@ fn a_static_limiter_keeps_its_first_seed() {
     let second = SEEDED_TWICE.seed(ratecard::Seed { k0: 1, k1: 2 }).unwrap();
     assert!(!second.check(&r, Nanos(SEC)).unwrap().allowed);
 }
+
+#[test]
+fn init_erases_every_byte_of_the_region_it_takes() {
+    let config = Config {
+        capacity: 256,
+        ..Config::DEFAULT
+    };
+    let need = Limiter::bytes_for(config.capacity).unwrap();
+    let mut arena = Arena::new(need + 64);
+    arena.bytes().fill(0xa5);
+    let l = Limiter::init(arena.bytes(), &config, CLERK, SEED).unwrap();
+    assert_eq!(l.stats().occupancy, 0);
+    assert_eq!(l.stats().allowed, 0);
+    let bytes = arena.bytes();
+    // Header words past the fixed fields (reserved for later layouts) and
+    // all counters and slots are zero; only the fixed header words are set.
+    assert!(
+        bytes[80..need].iter().all(|&b| b == 0),
+        "garbage left in the table"
+    );
+    assert!(
+        bytes[need..].iter().all(|&b| b == 0xa5),
+        "wrote past the table"
+    );
+}

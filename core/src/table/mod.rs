@@ -142,17 +142,7 @@ impl<'m> Table<'m> {
     /// every other user of that memory (threads, other processes) must only
     /// access it through this crate, that is, through atomics.
     pub unsafe fn place(mem: *mut u8, len: usize, capacity: u64) -> Result<Table<'m>, PlaceError> {
-        if mem.is_null() {
-            return Err(PlaceError::Null);
-        }
-        let buckets = buckets_for(capacity).ok_or(PlaceError::Capacity)? as usize;
-        let need = bytes_for(capacity).ok_or(PlaceError::Capacity)?;
-        if len < need {
-            return Err(PlaceError::TooSmall);
-        }
-        if !(mem as usize).is_multiple_of(ALIGN) {
-            return Err(PlaceError::Misaligned);
-        }
+        let (buckets, _) = Self::fits(mem, len, capacity)?;
         let stripes_at = size_of::<Header>();
         let buckets_at = stripes_at + STRIPES * size_of::<Stripe>();
         // SAFETY: the region is large enough and aligned for each part (all
@@ -168,6 +158,42 @@ impl<'m> Table<'m> {
         }
     }
 
+    /// Zero the whole region a table of `capacity` slots takes at `mem`
+    /// (header, counters with their padding, slots), then view it.
+    ///
+    /// # Safety
+    /// As for [`Table::place`]; in addition nobody may use the region while
+    /// it is being zeroed (another process attaching meanwhile sees a header
+    /// that is not ready and is refused).
+    pub unsafe fn place_zeroed(
+        mem: *mut u8,
+        len: usize,
+        capacity: u64,
+    ) -> Result<Table<'m>, PlaceError> {
+        let (_, need) = Self::fits(mem, len, capacity)?;
+        // SAFETY: `fits` checked that `need` bytes at `mem` are the caller's.
+        unsafe {
+            core::ptr::write_bytes(mem, 0, need);
+            Self::place(mem, len, capacity)
+        }
+    }
+
+    /// Check memory for a table of `capacity` slots: (buckets, bytes needed).
+    fn fits(mem: *mut u8, len: usize, capacity: u64) -> Result<(usize, usize), PlaceError> {
+        if mem.is_null() {
+            return Err(PlaceError::Null);
+        }
+        let buckets = buckets_for(capacity).ok_or(PlaceError::Capacity)? as usize;
+        let need = bytes_for(capacity).ok_or(PlaceError::Capacity)?;
+        if len < need {
+            return Err(PlaceError::TooSmall);
+        }
+        if !(mem as usize).is_multiple_of(ALIGN) {
+            return Err(PlaceError::Misaligned);
+        }
+        Ok((buckets, need))
+    }
+
     /// View static memory as a table.
     pub fn of_static<const B: usize>(mem: &'m StaticMemory<B>) -> Table<'m> {
         Table {
@@ -175,24 +201,6 @@ impl<'m> Table<'m> {
             stripes: &mem.stripes,
             buckets: &mem.buckets,
             mask: B as u64 - 1,
-        }
-    }
-
-    /// Set every slot and counter to zero.
-    pub fn clear(&self) {
-        for b in self.buckets {
-            for s in &b.0 {
-                s.store(0, Ordering::Relaxed);
-            }
-        }
-        for s in self.stripes {
-            for r in &s.rules {
-                r[0].store(0, Ordering::Relaxed);
-                r[1].store(0, Ordering::Relaxed);
-            }
-            s.evicted.store(0, Ordering::Relaxed);
-            s.inserts.store(0, Ordering::Relaxed);
-            s.full.store(0, Ordering::Relaxed);
         }
     }
 
