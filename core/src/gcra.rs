@@ -13,15 +13,46 @@ use crate::quota::Outcome;
 /// `t` is the emission interval in ns (≥ 1) and `burst` the burst (≥ 1).
 #[inline]
 pub fn decide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
+    decide_with(tat, now, cost, t, burst, reciprocal(t))
+}
+
+/// [`decide`] given `recip = reciprocal(t)`, precomputed so that the
+/// common case divides by nothing. Same outcomes.
+#[inline]
+pub fn decide_with(tat: u64, now: u64, cost: u32, t: u64, burst: u32, recip: u64) -> Outcome {
     // Fast path in u64 when nothing can overflow: every realistic input.
-    if let Some(o) = decide_u64(tat, now, cost, t, burst) {
+    if let Some(o) = decide_u64(tat, now, cost, t, burst, recip) {
         return o;
     }
     decide_wide(tat, now, cost, t, burst)
 }
 
+/// `⌊(2^64 − 1) / t⌋` (0 for `t = 0`): the multiplier [`div_by`] uses.
+pub const fn reciprocal(t: u64) -> u64 {
+    match u64::MAX.checked_div(t) {
+        Some(r) => r,
+        None => 0,
+    }
+}
+
+/// `⌊x / t⌋` for `t ≥ 1` and `recip = reciprocal(t)`, exactly, with a
+/// multiplication instead of a division.
+///
+/// `recip ≥ (2^64 − t) / t`, so `x·recip / 2^64` lies in `(x/t − 1, x/t]`
+/// for every `x < 2^64`: its floor `q` is `⌊x/t⌋` or one less, and one
+/// comparison of the remainder `x − q·t` (< 2t, no overflow) settles it.
+#[inline(always)]
+pub fn div_by(x: u64, t: u64, recip: u64) -> u64 {
+    let q = ((x as u128 * recip as u128) >> 64) as u64;
+    if x - q * t >= t {
+        q + 1
+    } else {
+        q
+    }
+}
+
 #[inline]
-fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Option<Outcome> {
+fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32, recip: u64) -> Option<Outcome> {
     const LIMIT: u64 = 1 << 62;
     if t == 0 || burst == 0 || cost == 0 || cost > burst || now >= LIMIT || tat >= LIMIT {
         return None;
@@ -37,7 +68,7 @@ fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Option<Outco
             allowed: true,
             never_fits: false,
             state: new_tat,
-            remaining: ((now + span - new_tat) / t) as u32,
+            remaining: div_by(now + span - new_tat, t, recip) as u32,
             reset: new_tat - now,
             retry_after: 0,
         })
@@ -46,7 +77,7 @@ fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Option<Outco
             allowed: false,
             never_fits: false,
             state: tat,
-            remaining: ((now + span).saturating_sub(base) / t) as u32,
+            remaining: div_by((now + span).saturating_sub(base), t, recip) as u32,
             reset: base - now,
             retry_after: new_tat - span - now,
         })
@@ -211,6 +242,33 @@ mod tests {
     }
 
     #[test]
+    fn division_by_the_reciprocal_is_exact_at_the_edges() {
+        for t in [
+            1,
+            2,
+            3,
+            7,
+            10,
+            1 << 32,
+            (1 << 32) + 1,
+            u64::MAX / 2,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let r = reciprocal(t);
+            for x in [0, 1, t - 1, t, t.saturating_add(1), u64::MAX - 1, u64::MAX] {
+                assert_eq!(div_by(x, t, r), x / t, "{x} / {t}");
+            }
+            for k in [1u64, 2, 3, 1000, 1 << 31] {
+                if let Some(x) = k.checked_mul(t) {
+                    assert_eq!(div_by(x, t, r), k);
+                    assert_eq!(div_by(x - 1, t, r), k - 1);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn debt_is_the_fraction_of_burst_in_use() {
         assert_eq!(debt(0, 10, T, 5), 0);
         assert_eq!(debt(10 + 5 * T, 10, T, 5), u32::MAX);
@@ -235,8 +293,21 @@ mod tests {
             t in proptest::prop_oneof![1..u64::MAX, 1..1u64 << 32],
             burst in 0..40u32,
         ) {
-            if let Some(fast) = decide_u64(tat, now, cost, t, burst) {
+            if let Some(fast) = decide_u64(tat, now, cost, t, burst, reciprocal(t)) {
                 proptest::prop_assert_eq!(fast, decide_wide(tat, now, cost, t, burst));
+            }
+        }
+
+        #[test]
+        fn division_by_the_reciprocal_is_exact(
+            x in proptest::prop_oneof![0..u64::MAX, 0..1u64 << 40, u64::MAX - 1000..=u64::MAX],
+            t in proptest::prop_oneof![1..u64::MAX, 1..1u64 << 32, 1..100u64],
+        ) {
+            proptest::prop_assert_eq!(div_by(x, t, reciprocal(t)), x / t);
+            // Near multiples of t, where rounding would show.
+            let k = x / t;
+            for y in [k * t, (k * t).wrapping_sub(1), (k * t).saturating_add(t - 1)] {
+                proptest::prop_assert_eq!(div_by(y, t, reciprocal(t)), y / t);
             }
         }
     }

@@ -79,6 +79,37 @@ pub struct SubjectHash(pub u64, pub u64);
 /// without one (a test pins both down).
 #[inline]
 pub fn subject(seed: &Seed, domain: Domain, tenant: &[u8], bytes: &[u8]) -> SubjectHash {
+    subject_lazy(seed, domain, tenant, bytes).full()
+}
+
+/// A subject's hash with only its first half computed: all a tag without
+/// captures needs. [`Subject::full`] finishes the second half on demand.
+#[derive(Copy, Clone)]
+pub struct Subject {
+    h1: u64,
+    /// The SipHash state after the first half's finalisation rounds.
+    sip: Sip,
+}
+
+impl Subject {
+    /// The first half of the 128-bit hash ([`SubjectHash`]'s `.0`).
+    #[inline(always)]
+    pub fn h1(&self) -> u64 {
+        self.h1
+    }
+
+    /// The whole 128-bit hash, as [`subject`] computes it.
+    #[inline]
+    pub fn full(&self) -> SubjectHash {
+        let mut sip = self.sip;
+        sip.v1 ^= 0xdd;
+        SubjectHash(self.h1, sip.d3())
+    }
+}
+
+/// [`subject`], leaving the second half of the hash for later.
+#[inline]
+pub fn subject_lazy(seed: &Seed, domain: Domain, tenant: &[u8], bytes: &[u8]) -> Subject {
     let len = tenant.len() as u64;
     let mut s = Stream::new(Sip::new128(seed.k0, seed.k1));
     if len == 0 && bytes.len() < 7 {
@@ -87,8 +118,7 @@ pub fn subject(seed: &Seed, domain: Domain, tenant: &[u8], bytes: &[u8]) -> Subj
         s.sip.c(domain as u64);
         s.tail = le_tail(bytes) << 8;
         s.len = 9 + bytes.len();
-        let (h1, h2) = s.finish128();
-        return SubjectHash(h1, h2);
+        return s.finish128_lazy();
     }
     // The first word: the domain byte and the low seven bytes of the length;
     // its last byte opens the tail.
@@ -96,19 +126,27 @@ pub fn subject(seed: &Seed, domain: Domain, tenant: &[u8], bytes: &[u8]) -> Subj
     s.tail = len >> 56;
     s.ntail = 1;
     s.len = 9;
-    if !tenant.is_empty() {
+    if tenant.is_empty() {
+        // Written apart so that the compiler knows one byte waits.
+        s.write(bytes);
+    } else {
         s.write(tenant);
+        s.write(bytes);
     }
-    s.write(bytes);
-    let (h1, h2) = s.finish128();
-    SubjectHash(h1, h2)
+    s.finish128_lazy()
 }
 
 /// The tag of `rule` for a subject with no captures.
 #[inline]
 pub fn tag(subject: SubjectHash, rule: u8) -> u64 {
+    tag_of_h1(subject.0, rule)
+}
+
+/// [`tag`] from the first half of the subject hash, all it depends on.
+#[inline]
+pub fn tag_of_h1(h1: u64, rule: u8) -> u64 {
     let salt = (rule as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    finish_tag(mix(subject.0 ^ salt), rule)
+    finish_tag(mix(h1 ^ salt), rule)
 }
 
 /// The tag of `rule` for a subject extended by captured ids; `captures`
@@ -303,15 +341,15 @@ impl Stream {
         (self.len as u64) << 56 | self.tail
     }
 
+    /// The first half of the 128-bit finalisation; [`Subject::full`]
+    /// does the second.
     #[inline(always)]
-    fn finish128(mut self) -> (u64, u64) {
+    fn finish128_lazy(mut self) -> Subject {
         let b = self.last();
         self.sip.c(b);
         self.sip.v2 ^= 0xee;
         let h1 = self.sip.d3();
-        self.sip.v1 ^= 0xdd;
-        let h2 = self.sip.d3();
-        (h1, h2)
+        Subject { h1, sip: self.sip }
     }
 
     #[inline(always)]

@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 
 use crate::decision::Decision;
 use crate::error::Error;
-use crate::hash::{self, Domain, Seed, SubjectHash};
+use crate::hash::{self, Domain, Seed, Subject};
 use crate::quota::{Algorithm, Outcome, Quota};
 use crate::route::{self, Match};
 use crate::router::Router;
@@ -213,6 +213,8 @@ struct Params {
     quota: Quota,
     /// GCRA's emission interval, `quota.emission_interval()`.
     t: u64,
+    /// `gcra::reciprocal(t)`, to divide by `t` without a division.
+    recip: u64,
     /// The fixed window's length, `quota.period_ns()`.
     period: u64,
     /// `quota.burst()`.
@@ -229,6 +231,7 @@ impl Params {
         Params {
             quota,
             t: quota.emission_interval(),
+            recip: gcra::reciprocal(quota.emission_interval()),
             period: quota.period_ns(),
             burst: quota.burst(),
             algorithm,
@@ -241,7 +244,7 @@ impl Params {
     #[inline(always)]
     fn decide(&self, state: u64, now: u64, cost: u32) -> Outcome {
         match self.algorithm {
-            Algorithm::Gcra => gcra::decide(state, now, cost, self.t, self.burst),
+            Algorithm::Gcra => gcra::decide_with(state, now, cost, self.t, self.burst, self.recip),
             Algorithm::FixedWindow => {
                 window::decide(state, now, cost, self.quota.limit, self.period)
             }
@@ -265,6 +268,64 @@ pub struct Limiter<'a> {
 struct Work {
     rule: u8,
     tag: u64,
+}
+
+/// The tags of one request's matched rules, as they are matched.
+struct Tagger<'l, 'r> {
+    limiter: &'l Limiter<'l>,
+    tenant: &'r [u8],
+    key: &'r [u8],
+    ip: Option<&'r ClientIp>,
+    /// The subject hashes, computed at the first rule that needs each.
+    by_ip: Option<Subject>,
+    by_instance: Option<Subject>,
+    /// A matched rule had no subject to count.
+    missing: bool,
+    /// The first matched rule with an unlimited quota.
+    exempt: Option<u8>,
+    work: &'r mut heapless::Vec<Work, MAX_RULES>,
+}
+
+impl Tagger<'_, '_> {
+    /// Add the tag of one matched rule; `plain` says its captures hold no
+    /// percent escape (else they are checked).
+    #[inline(always)]
+    fn add(&mut self, m: Match<'_>, plain: bool) {
+        let l = self.limiter;
+        let p = l.params(m.rule);
+        let subject = match p.scope {
+            Scope::ClientIp => match (self.by_ip, self.ip) {
+                (Some(s), _) => s,
+                (None, Some(ip)) => *self.by_ip.insert(hash::subject_lazy(
+                    &l.seed,
+                    Domain::Ip,
+                    self.tenant,
+                    ip.bytes(),
+                )),
+                (None, None) => {
+                    self.missing = true;
+                    return;
+                }
+            },
+            Scope::Instance | Scope::InstanceParams => match self.by_instance {
+                Some(s) => s,
+                None => match instance_subject(&l.seed, self.tenant, self.key, self.ip) {
+                    Some(s) => *self.by_instance.insert(s),
+                    None => {
+                        self.missing = true;
+                        return;
+                    }
+                },
+            },
+        };
+        let tag = if p.scope == Scope::InstanceParams {
+            capture_tag(&subject, &m, plain)
+        } else {
+            hash::tag_of_h1(subject.h1(), m.rule)
+        };
+        // Capacity equals MAX_RULES and a table has at most that many.
+        let _ = self.work.push(Work { rule: m.rule, tag });
+    }
 }
 
 impl<'a> Limiter<'a> {
@@ -548,7 +609,7 @@ impl<'a> Limiter<'a> {
 
     fn exempt(&self, rule: u8, now: u64, peek: bool) -> Decision {
         if !peek {
-            let stripe = &self.table.stripes[(now >> 10) as usize % self.table.stripes.len()];
+            let stripe = &self.table.stripes[(now >> 10) as usize % table::STRIPES];
             stripe.rules[rule as usize][0].fetch_add(1, Ordering::Relaxed);
         }
         Decision {
@@ -572,70 +633,74 @@ impl<'a> Limiter<'a> {
         } else {
             key_kind(key).unwrap_or(self.config.unknown_kind)
         };
-        let tenant = request.tenant;
-        let mut by_ip: Option<SubjectHash> = None;
-        let mut by_instance: Option<SubjectHash> = None;
-        let mut missing = false;
-        let summary =
-            self.router
-                .classify_with(request.api, kind, request.method, request.path, |m| {
-                    let p = &self.params[m.rule as usize];
-                    let subject = match p.scope {
-                        Scope::ClientIp => match (by_ip, ip.as_ref()) {
-                            (Some(s), _) => s,
-                            (None, Some(ip)) => *by_ip.insert(hash::subject(
-                                &self.seed,
-                                Domain::Ip,
-                                tenant,
-                                ip.bytes(),
-                            )),
-                            (None, None) => {
-                                missing = true;
-                                return;
-                            }
-                        },
-                        Scope::Instance | Scope::InstanceParams => match by_instance {
-                            Some(s) => s,
-                            None => match instance_subject(&self.seed, tenant, key, ip.as_ref()) {
-                                Some(s) => *by_instance.insert(s),
-                                None => {
-                                    missing = true;
-                                    return;
-                                }
-                            },
-                        },
-                    };
-                    let tag = if p.scope == Scope::InstanceParams {
-                        capture_tag(subject, &m)
-                    } else {
-                        hash::tag(subject, m.rule)
-                    };
-                    // Capacity equals MAX_RULES and a table has at most that many.
-                    let _ = work.push(Work { rule: m.rule, tag });
-                });
-        if let Some(rule) = summary.exempt {
+        let mut t = Tagger {
+            limiter: self,
+            tenant: request.tenant,
+            key,
+            ip: ip.as_ref(),
+            by_ip: None,
+            by_instance: None,
+            missing: false,
+            exempt: None,
+            work,
+        };
+        match self
+            .router
+            .route(request.api, kind, request.method, request.path)
+        {
+            Some(mut routed) => {
+                while let Some((m, unlimited)) = routed.next_match() {
+                    if unlimited && t.exempt.is_none() {
+                        t.exempt = Some(m.rule);
+                    }
+                    // The fast path takes only paths without escapes.
+                    t.add(m, true);
+                }
+            }
+            None => self.classify_general(request, kind, &mut t),
+        }
+        if let Some(rule) = t.exempt {
             return Ok(Classified::Exempt(rule));
         }
-        if missing {
+        if t.missing {
             return Err(Error::MissingSubject);
         }
-        if work.is_empty() {
+        if t.work.is_empty() {
             return Ok(Classified::NoRule);
         }
         Ok(Classified::Work)
+    }
+
+    /// [`Limiter::classify`] for requests the router leaves to the general
+    /// classifier.
+    #[cold]
+    #[inline(never)]
+    fn classify_general(&self, request: &Request<'_>, kind: InstanceKind, t: &mut Tagger<'_, '_>) {
+        let summary = route::classify_with(
+            &self.rules,
+            request.api,
+            kind,
+            request.method,
+            request.path,
+            |m| t.add(m, false),
+        );
+        t.exempt = summary.exempt;
     }
 
     /// Decide every rule of one request: all or nothing.
     #[inline]
     fn run(&self, work: &[Work], cost: u32, now: u64, peek: bool) -> Decision {
         let cost = cost.max(1);
-        if work.len() > 1 {
-            let mask = self.table.mask();
-            for w in work {
-                let (b1, b2) = hash::buckets(w.tag, mask);
-                self.table.prefetch(b1);
-                self.table.prefetch(b2);
-            }
+        if let [w] = work {
+            // One rule: it binds, and a denial charged nothing to undo.
+            let (out, _) = self.one(w, cost, now, peek, false);
+            return self.assemble(w, 1 << w.rule, &out, !out.allowed, peek);
+        }
+        let mask = self.table.mask();
+        for w in work {
+            let (b1, b2) = hash::buckets(w.tag, mask);
+            self.table.prefetch(b1);
+            self.table.prefetch(b2);
         }
         let mut charged = heapless::Vec::<(usize, u128, u128), MAX_RULES>::new();
         // The binding rule so far: on allow the tightest, on deny the
@@ -680,13 +745,21 @@ impl<'a> Limiter<'a> {
         let Some(bw) = work.get(bi) else {
             return Decision::no_rule();
         };
+        let matched = work.iter().fold(0, |m, w| m | 1 << w.rule);
+        self.assemble(bw, matched, &o, denied, peek)
+    }
+
+    /// The decision with `bw` binding on outcome `o`; counts it unless this
+    /// is a peek.
+    #[inline(always)]
+    fn assemble(&self, bw: &Work, matched: u64, o: &Outcome, denied: bool, peek: bool) -> Decision {
         let rule = bw.rule;
         let mut d = Decision::no_rule();
         d.rule = rule as u32;
         d.limit = self.params(rule).quota.limit;
         d.remaining = o.remaining;
         d.reset = Nanos(o.reset);
-        d.matched = work.iter().fold(0, |m, w| m | 1 << w.rule);
+        d.matched = matched;
         if denied {
             d.never_fits = o.never_fits;
             d.retry_after = Nanos(o.retry_after);
@@ -729,6 +802,7 @@ impl<'a> Limiter<'a> {
     /// Decide one rule; charge it unless this is a peek or an earlier rule
     /// already denied (a clamped wild state is stored then too, unless this
     /// is a peek). Returns the outcome and, if charged, the undo record.
+    #[inline(always)]
     fn one(
         &self,
         w: &Work,
@@ -860,13 +934,15 @@ impl Rules for Limiter<'_> {
     }
 }
 
-fn capture_tag(subject: SubjectHash, m: &Match<'_>) -> u64 {
+fn capture_tag(subject: &Subject, m: &Match<'_>, plain: bool) -> u64 {
     let n = m.ncaptures as usize;
     if n == 0 {
-        return hash::tag(subject, m.rule);
+        return hash::tag_of_h1(subject.h1(), m.rule);
     }
+    let subject = subject.full();
     let captures = &m.captures[..n.min(m.captures.len())];
-    if captures.iter().all(|c| !c.contains(&b'%')) {
+    debug_assert!(!plain || captures.iter().all(|c| !c.contains(&b'%')));
+    if plain || captures.iter().all(|c| !c.contains(&b'%')) {
         // Nothing to decode: hash the bytes a word at a time.
         return hash::tag_with_plain_captures(subject, m.rule, captures);
     }
@@ -947,13 +1023,13 @@ fn instance_subject(
     tenant: &[u8],
     key: &[u8],
     ip: Option<&ClientIp>,
-) -> Option<SubjectHash> {
+) -> Option<Subject> {
     if !tenant.is_empty() {
-        Some(hash::subject(seed, Domain::Tenant, tenant, &[]))
+        Some(hash::subject_lazy(seed, Domain::Tenant, tenant, &[]))
     } else if !key.is_empty() {
-        Some(hash::subject(seed, Domain::SecretKey, &[], key))
+        Some(hash::subject_lazy(seed, Domain::SecretKey, &[], key))
     } else {
-        ip.map(|ip| hash::subject(seed, Domain::Ip, &[], ip.bytes()))
+        ip.map(|ip| hash::subject_lazy(seed, Domain::Ip, &[], ip.bytes()))
     }
 }
 

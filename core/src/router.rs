@@ -5,73 +5,72 @@
 //! [`route::classify_with`](crate::route::classify_with) (a property test
 //! pins this down). It handles the common case itself: a path already in
 //! canonical form (no escape, NUL, backslash, `.` or `..` segment, at most
-//! [`MAX_SEGMENTS`] segments; empty segments, a query and a fragment are
-//! fine) on a table whose patterns all compile. Everything else goes to
-//! the general classifier.
+//! [`MAX_SEGMENTS`] segments, at most [`MAX_PATH`] bytes; empty segments,
+//! a query and a fragment are fine) on a table whose patterns all compile.
+//! Everything else goes to the general classifier.
+//!
+//! The compiled form is small (a few KB), so a limiter fits on an embedded
+//! stack: routes are 8-byte entries, and the literal segments of all routes
+//! share one pool of heads (their first eight bytes) and byte-sized lengths,
+//! indices and offsets.
 
 use crate::route::{self, Match, Summary};
 use crate::rule::{Api, InstanceKind, Method, RuleTable, MAX_CAPTURES};
 
 /// The most routes a compiled table holds; larger tables use the general
-/// classifier. At most 128: candidate sets are `u128` bit masks.
-pub const MAX_ROUTES: usize = 96;
+/// classifier. At most 64: candidate sets are `u64` bit masks.
+pub const MAX_ROUTES: usize = 64;
+/// The most literal segments, over all routes, a compiled table holds.
+pub const MAX_LITERALS: usize = 128;
 /// The most segments a compiled pattern or a fast-path request path has.
 pub const MAX_SEGMENTS: usize = 8;
+/// The longest request path (query included) the fast path takes, so that
+/// segment offsets and lengths fit in a byte.
+pub const MAX_PATH: usize = 255;
 const METHODS: usize = Method::Other as usize + 1;
 
-const _: () = assert!(MAX_ROUTES <= 128);
+const _: () = assert!(MAX_ROUTES <= 64 && MAX_LITERALS <= 256 && MAX_SEGMENTS == 8);
 
-/// One literal pattern segment: its length, its first (up to) eight bytes
-/// as a little-endian word, its offset in the pattern and its index among
-/// the pattern's segments.
+/// One compiled route.
 #[derive(Copy, Clone, Debug)]
-struct Lit {
-    head: u64,
-    off: u8,
-    len: u8,
-    index: u8,
-}
-
-const NO_LIT: Lit = Lit {
-    head: 0,
-    off: 0,
-    len: 0,
-    index: 0,
-};
-
-#[derive(Copy, Clone, Debug)]
-struct Entry<'a> {
-    pattern: &'a [u8],
-    /// The literal segments, last first: the last one tells most patterns
-    /// of a table apart.
-    lits: [Lit; MAX_SEGMENTS],
+struct Entry {
+    /// Its literal segments are `lit..lit + nlits` in the pool, last first:
+    /// the last one tells most patterns of a table apart.
+    lit: u8,
     nlits: u8,
     /// Segment indices of the first [`MAX_CAPTURES`] `{param}` captures.
     caps: [u8; MAX_CAPTURES],
     ncaps: u8,
-    nsegs: u8,
     rule: u8,
-    method: Method,
-    /// `*` alone: every path.
-    every: bool,
-    /// A final `/*`: any remaining segments, or none.
-    rest: bool,
+    /// Index of the route in its rule (to find the pattern again).
+    route: u8,
     /// The rule's quota is unlimited: a match makes the request exempt.
     unlimited: bool,
 }
 
-const EMPTY: Entry<'static> = Entry {
-    pattern: &[],
-    lits: [NO_LIT; MAX_SEGMENTS],
+const EMPTY: Entry = Entry {
+    lit: 0,
     nlits: 0,
     caps: [0; MAX_CAPTURES],
     ncaps: 0,
-    nsegs: 0,
     rule: 0,
-    method: Method::Any,
-    every: false,
-    rest: false,
+    route: 0,
     unlimited: false,
+};
+
+/// One literal pattern segment besides its head: its length, its index
+/// among the pattern's segments and its offset in the pattern.
+#[derive(Copy, Clone, Debug)]
+struct Lit {
+    len: u8,
+    index: u8,
+    off: u8,
+}
+
+const NO_LIT: Lit = Lit {
+    len: 0,
+    index: 0,
+    off: 0,
 };
 
 /// Compiled routes, grouped by API, in table order within each API.
@@ -84,14 +83,20 @@ const EMPTY: Entry<'static> = Entry {
 #[derive(Clone, Debug)]
 pub struct Router<'a> {
     table: RuleTable<'a>,
-    entries: [Entry<'a>; MAX_ROUTES],
-    by_count: [[u128; MAX_SEGMENTS + 1]; 2],
-    by_method: [u128; METHODS],
-    by_kind: [u128; 2],
+    entries: [Entry; MAX_ROUTES],
+    /// The literal pool: each literal's first (up to) eight bytes as a
+    /// little-endian word, zero-padded...
+    heads: [u64; MAX_LITERALS],
+    /// ...and the rest of it.
+    lits: [Lit; MAX_LITERALS],
+    by_count: [[u64; MAX_SEGMENTS + 1]; 2],
+    by_method: [u64; METHODS],
+    by_kind: [u64; 2],
     /// Bit `i` of `by_last[last_bucket(seg)]` is set unless entry `i` ends
     /// in a literal other than `seg` (for a path of at least one segment).
-    by_last: [u128; LAST_BUCKETS],
-    /// False when some pattern did not compile: always use the general path.
+    by_last: [u64; LAST_BUCKETS],
+    /// False when some pattern did not compile (or the table is too large):
+    /// always use the general path.
     compiled: bool,
 }
 
@@ -101,61 +106,77 @@ impl<'a> Router<'a> {
         let mut r = Router {
             table,
             entries: [EMPTY; MAX_ROUTES],
+            heads: [0; MAX_LITERALS],
+            lits: [NO_LIT; MAX_LITERALS],
             by_count: [[0; MAX_SEGMENTS + 1]; 2],
             by_method: [0; METHODS],
             by_kind: [0; 2],
             by_last: [0; LAST_BUCKETS],
             compiled: true,
         };
-        let mut n = 0usize;
+        let (mut n, mut nlits) = (0usize, 0usize);
         for (a, api) in [Api::Frontend, Api::Backend].into_iter().enumerate() {
             for (i, rule) in table.rules().iter().enumerate() {
                 if rule.api != api {
                     continue;
                 }
-                for route in rule.routes {
-                    match (compile(route.path.as_bytes()), r.entries.get_mut(n)) {
-                        (Some(mut e), Some(slot)) => {
-                            e.rule = i as u8;
-                            e.method = route.method;
-                            e.unlimited = rule.quota.is_unlimited();
-                            *slot = e;
-                            let bit = 1u128 << n;
-                            for (count, mask) in r.by_count[a].iter_mut().enumerate() {
-                                let fits = e.every
-                                    || count == e.nsegs as usize
-                                    || (e.rest && count >= e.nsegs as usize);
-                                if fits {
-                                    *mask |= bit;
-                                }
-                            }
-                            for (m, mask) in r.by_method.iter_mut().enumerate() {
-                                if route.method.matches(method_of(m)) {
-                                    *mask |= bit;
-                                }
-                            }
-                            for (k, kind) in [InstanceKind::Production, InstanceKind::Development]
-                                .into_iter()
-                                .enumerate()
-                            {
-                                if rule.kind.is_none_or(|rk| rk == kind) {
-                                    r.by_kind[k] |= bit;
-                                }
-                            }
-                            match e.last_lit() {
-                                Some(lit) => {
-                                    r.by_last[last_bucket(lit.head, lit.len as usize)] |= bit
-                                }
-                                None => {
-                                    for mask in &mut r.by_last {
-                                        *mask |= bit;
-                                    }
-                                }
-                            }
-                            n += 1;
-                        }
-                        _ => r.compiled = false,
+                for (ri, route) in rule.routes.iter().enumerate() {
+                    let Some(c) = compile(route.path.as_bytes()) else {
+                        r.compiled = false;
+                        continue;
+                    };
+                    let fits = n < MAX_ROUTES
+                        && nlits + c.nlits <= MAX_LITERALS
+                        && ri <= u8::MAX as usize
+                        && i <= u8::MAX as usize;
+                    if !fits {
+                        r.compiled = false;
+                        continue;
                     }
+                    // Literals last first.
+                    for (k, &(head, lit)) in c.lits[..c.nlits].iter().rev().enumerate() {
+                        r.heads[nlits + k] = head;
+                        r.lits[nlits + k] = lit;
+                    }
+                    r.entries[n] = Entry {
+                        lit: nlits as u8,
+                        nlits: c.nlits as u8,
+                        caps: c.caps,
+                        ncaps: c.ncaps,
+                        rule: i as u8,
+                        route: ri as u8,
+                        unlimited: rule.quota.is_unlimited(),
+                    };
+                    nlits += c.nlits;
+                    let bit = 1u64 << n;
+                    let nsegs = c.nsegs as usize;
+                    for (count, mask) in r.by_count[a].iter_mut().enumerate() {
+                        if c.every || count == nsegs || (c.rest && count >= nsegs) {
+                            *mask |= bit;
+                        }
+                    }
+                    for (m, mask) in r.by_method.iter_mut().enumerate() {
+                        if route.method.matches(method_of(m)) {
+                            *mask |= bit;
+                        }
+                    }
+                    for (k, kind) in [InstanceKind::Production, InstanceKind::Development]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if rule.kind.is_none_or(|rk| rk == kind) {
+                            r.by_kind[k] |= bit;
+                        }
+                    }
+                    match c.last_lit() {
+                        Some((head, lit)) => r.by_last[last_bucket(head, lit.len as usize)] |= bit,
+                        None => {
+                            for mask in &mut r.by_last {
+                                *mask |= bit;
+                            }
+                        }
+                    }
+                    n += 1;
                 }
             }
         }
@@ -172,16 +193,41 @@ impl<'a> Router<'a> {
         path: &'p [u8],
         mut f: impl FnMut(Match<'p>),
     ) -> Summary {
-        let mut segs = Segments {
-            segs: [Seg {
-                bytes: &[],
-                head: 0,
-            }; MAX_SEGMENTS],
-            n: 0,
-        };
-        if !self.compiled || split(path, &mut segs).is_none() {
+        let Some(mut routed) = self.route(api, kind, method, path) else {
             return route::classify_with(&self.table, api, kind, method, path, f);
+        };
+        let mut summary = Summary {
+            matched: 0,
+            exempt: None,
+            canonical: true,
+        };
+        while let Some((m, unlimited)) = routed.next_match() {
+            summary.matched += 1;
+            if unlimited && summary.exempt.is_none() {
+                summary.exempt = Some(m.rule);
+            }
+            f(m);
         }
+        summary
+    }
+
+    /// Start classifying a request on the fast path; `None` when it needs
+    /// the general classifier ([`route::classify_with`]), which then gives
+    /// the whole answer. The matches come from [`Routed::next_match`], in
+    /// table order; the request is exempt when one of them says so, and its
+    /// path is canonical.
+    #[inline]
+    pub fn route<'r, 'p>(
+        &'r self,
+        api: Api,
+        kind: InstanceKind,
+        method: &[u8],
+        path: &'p [u8],
+    ) -> Option<Routed<'r, 'a, 'p>> {
+        if !self.compiled {
+            return None;
+        }
+        let segs = split(path)?;
         let method = Method::parse(method);
         let a = match api {
             Api::Frontend => 0,
@@ -190,35 +236,98 @@ impl<'a> Router<'a> {
         let mut candidates = self.by_count[a][segs.n.min(MAX_SEGMENTS)]
             & self.by_method[(method as usize).min(METHODS - 1)]
             & self.by_kind[kind as usize & 1];
-        if let Some(last) = segs.n.checked_sub(1).and_then(|i| segs.segs.get(i)) {
-            candidates &= self.by_last[last_bucket(last.head, last.bytes.len())];
+        if let Some(last) = segs.n.checked_sub(1) {
+            let last = last % MAX_SEGMENTS;
+            candidates &= self.by_last[last_bucket(segs.heads[last], segs.lens[last] as usize)];
         }
-        let mut summary = Summary {
-            matched: 0,
-            exempt: None,
-            canonical: true,
+        Some(Routed {
+            router: self,
+            path,
+            segs,
+            candidates,
+            last_rule: u16::MAX,
+        })
+    }
+
+    /// Whether the literals of entry `e` equal the path's segments.
+    #[inline(always)]
+    fn lits_match(&self, e: &Entry, segs: &Segments, path: &[u8]) -> bool {
+        let (start, end) = (e.lit as usize, e.lit as usize + e.nlits as usize);
+        let (Some(heads), Some(lits)) = (self.heads.get(start..end), self.lits.get(start..end))
+        else {
+            return false;
         };
-        let mut last_rule = u16::MAX;
-        while candidates != 0 {
-            let i = candidates.trailing_zeros() as usize;
-            candidates &= candidates - 1;
-            let Some(e) = self.entries.get(i) else {
+        for (&head, lit) in heads.iter().zip(lits) {
+            // A literal's index is below its pattern's segment count, which
+            // the candidate masks matched to the path's.
+            let i = lit.index as usize % MAX_SEGMENTS;
+            if head != segs.heads[i]
+                || lit.len != segs.lens[i]
+                || (lit.len > 8 && !self.tail_eq(e, lit, segs.bytes(path, i)))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether bytes 8.. of a literal longer than eight equal `seg`'s.
+    #[cold]
+    fn tail_eq(&self, e: &Entry, lit: &Lit, seg: &[u8]) -> bool {
+        let pattern = self
+            .table
+            .get(e.rule as usize)
+            .and_then(|rule| rule.routes.get(e.route as usize))
+            .map_or(&[][..], |route| route.path.as_bytes());
+        let (off, len) = (lit.off as usize, lit.len as usize);
+        match (pattern.get(off + 8..off + len), seg.get(8..)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// A request being classified on the fast path (see [`Router::route`]).
+pub struct Routed<'r, 'a, 'p> {
+    router: &'r Router<'a>,
+    path: &'p [u8],
+    segs: Segments,
+    /// Entries not yet visited that may match.
+    candidates: u64,
+    /// The rule of the last match (`u16::MAX` before the first): one match
+    /// per rule, its first matching route.
+    last_rule: u16,
+}
+
+impl<'p> Routed<'_, '_, 'p> {
+    /// The next matched rule, and whether its quota is unlimited (the
+    /// request is then exempt).
+    #[inline(always)]
+    pub fn next_match(&mut self) -> Option<(Match<'p>, bool)> {
+        let router = self.router;
+        while self.candidates != 0 {
+            let i = self.candidates.trailing_zeros() as usize;
+            self.candidates &= self.candidates - 1;
+            let Some(e) = router.entries.get(i) else {
                 break;
             };
-            if e.rule as u16 == last_rule {
+            if e.rule as u16 == self.last_rule || !router.lits_match(e, &self.segs, self.path) {
                 continue;
             }
-            let Some(m) = e.matches(&segs) else {
-                continue;
+            let mut m = Match {
+                rule: e.rule,
+                ncaptures: 0,
+                captures: [&[]; MAX_CAPTURES],
             };
-            last_rule = e.rule as u16;
-            summary.matched += 1;
-            if e.unlimited && summary.exempt.is_none() {
-                summary.exempt = Some(e.rule);
+            let ncaps = (e.ncaps as usize).min(MAX_CAPTURES);
+            for (c, &index) in m.captures[..ncaps].iter_mut().zip(&e.caps) {
+                *c = self.segs.bytes(self.path, index as usize % MAX_SEGMENTS);
             }
-            f(m);
+            m.ncaptures = ncaps as u8;
+            self.last_rule = e.rule as u16;
+            return Some((m, e.unlimited));
         }
-        summary
+        None
     }
 }
 
@@ -246,63 +355,45 @@ fn last_bucket(head: u64, len: usize) -> usize {
     ((head ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize % LAST_BUCKETS
 }
 
-impl Entry<'_> {
+/// A pattern, compiled: its literal segments (head and the rest, in
+/// pattern order) and captures.
+struct Compiled {
+    lits: [(u64, Lit); MAX_SEGMENTS],
+    nlits: usize,
+    caps: [u8; MAX_CAPTURES],
+    ncaps: u8,
+    nsegs: u8,
+    /// `*` alone: every path.
+    every: bool,
+    /// A final `/*`: any remaining segments, or none.
+    rest: bool,
+}
+
+impl Compiled {
     /// The literal a path must end in to match, if there is one.
-    fn last_lit(&self) -> Option<Lit> {
+    fn last_lit(&self) -> Option<(u64, Lit)> {
         if self.every || self.rest || self.nsegs == 0 {
             return None;
         }
-        // Literals are stored last first.
-        let lit = self.lits[..self.nlits as usize].first()?;
-        (lit.index + 1 == self.nsegs).then_some(*lit)
-    }
-
-    /// Match against a split path whose segment count this entry accepts.
-    #[inline(always)]
-    fn matches<'p>(&self, segs: &Segments<'p>) -> Option<Match<'p>> {
-        let nlits = (self.nlits as usize).min(MAX_SEGMENTS);
-        for lit in &self.lits[..nlits] {
-            let seg = segs.segs.get(lit.index as usize)?;
-            if lit.head != seg.head
-                || lit.len as usize != seg.bytes.len()
-                || (lit.len > 8 && !self.tail_eq(lit, seg.bytes))
-            {
-                return None;
-            }
-        }
-        let mut m = Match {
-            rule: self.rule,
-            ncaptures: 0,
-            captures: [&[]; MAX_CAPTURES],
-        };
-        let ncaps = (self.ncaps as usize).min(MAX_CAPTURES);
-        for (c, &index) in m.captures[..ncaps].iter_mut().zip(&self.caps) {
-            *c = segs.segs.get(index as usize)?.bytes;
-        }
-        m.ncaptures = ncaps as u8;
-        Some(m)
-    }
-
-    /// Whether bytes 8.. of a literal longer than eight equal `seg`'s.
-    #[cold]
-    fn tail_eq(&self, lit: &Lit, seg: &[u8]) -> bool {
-        let (off, len) = (lit.off as usize, lit.len as usize);
-        match (self.pattern.get(off + 8..off + len), seg.get(8..)) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        }
+        let last = *self.lits[..self.nlits].last()?;
+        (last.1.index + 1 == self.nsegs).then_some(last)
     }
 }
 
 /// Compile a pattern, or `None` if it needs the general classifier.
-fn compile(p: &[u8]) -> Option<Entry<'_>> {
-    let mut e = Entry {
-        pattern: p,
-        ..EMPTY
+fn compile(p: &[u8]) -> Option<Compiled> {
+    let mut c = Compiled {
+        lits: [(0, NO_LIT); MAX_SEGMENTS],
+        nlits: 0,
+        caps: [0; MAX_CAPTURES],
+        ncaps: 0,
+        nsegs: 0,
+        every: false,
+        rest: false,
     };
     if p == b"*" {
-        e.every = true;
-        return Some(e);
+        c.every = true;
+        return Some(c);
     }
     if p.len() > 250 || p.first() != Some(&b'/') {
         return None;
@@ -322,10 +413,10 @@ fn compile(p: &[u8]) -> Option<Entry<'_>> {
             if i < p.len() {
                 return None; // `*` not last: the general classifier decides
             }
-            e.rest = true;
+            c.rest = true;
             break;
         }
-        let n = e.nsegs as usize;
+        let n = c.nsegs as usize;
         if n == MAX_SEGMENTS {
             return None;
         }
@@ -340,24 +431,24 @@ fn compile(p: &[u8]) -> Option<Entry<'_>> {
             return None;
         }
         if capture {
-            if let Some(c) = e.caps.get_mut(e.ncaps as usize) {
-                *c = n as u8;
-                e.ncaps += 1;
+            if let Some(slot) = c.caps.get_mut(c.ncaps as usize) {
+                *slot = n as u8;
+                c.ncaps += 1;
             }
         } else {
-            // Kept in pattern order here, reversed below.
-            e.lits[e.nlits as usize] = Lit {
-                head: head(seg),
-                off: start as u8,
-                len: seg.len() as u8,
-                index: n as u8,
-            };
-            e.nlits += 1;
+            c.lits[c.nlits] = (
+                head(seg),
+                Lit {
+                    len: seg.len() as u8,
+                    index: n as u8,
+                    off: start as u8,
+                },
+            );
+            c.nlits += 1;
         }
-        e.nsegs += 1;
+        c.nsegs += 1;
     }
-    e.lits[..e.nlits as usize].reverse();
-    Some(e)
+    Some(c)
 }
 
 /// The first (up to) eight bytes of `s`, little-endian, zero-padded.
@@ -389,17 +480,55 @@ fn load8(s: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(w))
 }
 
-/// One segment of a split path: its bytes and their [`head`].
+/// A split path: its first `n` non-empty segments, each as its [`head`],
+/// its offset in the path and its length (the rest of the arrays is zero).
 #[derive(Copy, Clone)]
-struct Seg<'p> {
-    bytes: &'p [u8],
-    head: u64,
+struct Segments {
+    heads: [u64; MAX_SEGMENTS],
+    starts: [u8; MAX_SEGMENTS],
+    lens: [u8; MAX_SEGMENTS],
+    n: usize,
 }
 
-/// A split path: its first `n` segments.
-struct Segments<'p> {
-    segs: [Seg<'p>; MAX_SEGMENTS],
-    n: usize,
+impl Segments {
+    /// The bytes of segment `i` of `path`.
+    #[inline(always)]
+    fn bytes<'p>(&self, path: &'p [u8], i: usize) -> &'p [u8] {
+        let (start, len) = (self.starts[i] as usize, self.lens[i] as usize);
+        path.get(start..start + len).unwrap_or(&[])
+    }
+
+    /// Add the non-empty segment `path[start..end]`; `None` for a dot
+    /// segment or one too many.
+    #[inline(always)]
+    fn push(&mut self, path: &[u8], start: usize, end: usize) -> Option<()> {
+        let len = end.checked_sub(start)?;
+        let total = path.len();
+        // Eight bytes from the segment's start when the path has them,
+        // masked to the segment; else the path's last eight bytes, shifted
+        // down to the segment (it ends within them); else byte by byte.
+        let head = match load8(path, start) {
+            Some(w) if len >= 8 => w,
+            Some(w) => w & ((1u64 << (8 * len)) - 1),
+            None if total >= 8 => {
+                let w = load8(path, total - 8)?;
+                (w >> (8 * (start + 8 - total))) & ((1u64 << (8 * len)) - 1)
+            }
+            None => head(path.get(start..end)?),
+        };
+        if (len == 1 && head == b'.' as u64) || (len == 2 && head == 0x2e2e) {
+            return None;
+        }
+        let n = self.n;
+        if n >= MAX_SEGMENTS || end > MAX_PATH {
+            return None;
+        }
+        self.heads[n] = head;
+        self.starts[n] = start as u8;
+        self.lens[n] = len as u8;
+        self.n = n + 1;
+        Some(())
+    }
 }
 
 /// What [`split`] does at each byte: 0 go on, 1 `/`, 2 end of path (`?`,
@@ -418,10 +547,20 @@ const CLASS: [u8; 256] = {
 /// Split an already-canonical path into at most [`MAX_SEGMENTS`] segments,
 /// or `None` if it needs the general classifier.
 #[inline]
-fn split<'p>(path: &'p [u8], out: &mut Segments<'p>) -> Option<()> {
+fn split(path: &[u8]) -> Option<Segments> {
+    let mut out = Segments {
+        heads: [0; MAX_SEGMENTS],
+        starts: [0; MAX_SEGMENTS],
+        lens: [0; MAX_SEGMENTS],
+        n: 0,
+    };
     let len = path.len();
     if !(16..=64).contains(&len) {
-        return split_bytes(path, out);
+        if len > MAX_PATH {
+            return None;
+        }
+        split_bytes(path, &mut out)?;
+        return Some(out);
     }
     // Sixteen bytes at a time, the last block overlapping the one before.
     let (mut slash, mut stop, mut bad) = (0u64, 0u64, 0u64);
@@ -439,7 +578,8 @@ fn split<'p>(path: &'p [u8], out: &mut Segments<'p>) -> Option<()> {
         at = (at + 16).min(len - 16);
     }
     if !covered {
-        return split_bytes(path, out);
+        split_bytes(path, &mut out)?;
+        return Some(out);
     }
     // The path ends at its query or fragment.
     let end = if stop == 0 {
@@ -468,7 +608,7 @@ fn split<'p>(path: &'p [u8], out: &mut Segments<'p>) -> Option<()> {
     if end > start {
         out.push(path, start, end)?;
     }
-    Some(())
+    Some(out)
 }
 
 /// Per byte of a block, as bit masks: `/`; `?` or `#` (the end of the
@@ -512,7 +652,7 @@ fn scan16(w: &[u8; 16]) -> (u16, u16, u16) {
 }
 
 /// [`split`] one byte at a time.
-fn split_bytes<'p>(path: &'p [u8], out: &mut Segments<'p>) -> Option<()> {
+fn split_bytes(path: &[u8], out: &mut Segments) -> Option<()> {
     let mut start = 0usize;
     let mut end = path.len();
     for (i, &b) in path.iter().enumerate() {
@@ -535,30 +675,6 @@ fn split_bytes<'p>(path: &'p [u8], out: &mut Segments<'p>) -> Option<()> {
         out.push(path, start, end)?;
     }
     Some(())
-}
-
-impl<'p> Segments<'p> {
-    /// Add the non-empty segment `path[start..end]`; `None` for a dot
-    /// segment or one too many.
-    #[inline(always)]
-    fn push(&mut self, path: &'p [u8], start: usize, end: usize) -> Option<()> {
-        let bytes = path.get(start..end)?;
-        if bytes[0] == b'.' && (bytes.len() == 1 || (bytes.len() == 2 && bytes[1] == b'.')) {
-            return None;
-        }
-        let len = bytes.len();
-        // Eight bytes from the segment's start when the path has them,
-        // masked to the segment; else the segment alone.
-        let head = match load8(path, start) {
-            Some(w) if len >= 8 => w,
-            Some(w) => w & ((1u64 << (8 * len)) - 1),
-            None => head(bytes),
-        };
-        let slot = self.segs.get_mut(self.n)?;
-        *slot = Seg { bytes, head };
-        self.n += 1;
-        Some(())
-    }
 }
 
 #[cfg(test)]
@@ -610,6 +726,94 @@ mod tests {
     #[test]
     fn every_clerk_pattern_compiles() {
         assert!(Router::new(CLERK).compiled);
+    }
+
+    #[test]
+    fn a_compiled_router_stays_small() {
+        // It lives inside every `Limiter`, which may sit on an embedded stack.
+        assert!(core::mem::size_of::<Router<'static>>() <= 3 * 1024);
+        assert!(core::mem::size_of::<crate::Limiter<'static>>() <= 6 * 1024);
+    }
+
+    #[test]
+    fn tables_beyond_the_compiled_limits_fall_back_and_agree() {
+        use crate::{Quota, Route, Rule, Scope};
+        // More routes than candidate masks have bits.
+        let routes: std::vec::Vec<Route<'static>> = (0..MAX_ROUTES + 1)
+            .map(|i| {
+                let p: &'static str =
+                    std::boxed::Box::leak(std::format!("/r{i}/{{id}}").into_boxed_str());
+                Route::new(Method::Get, p)
+            })
+            .collect();
+        let routes: &'static [Route<'static>] = std::boxed::Box::leak(routes.into_boxed_slice());
+        let rules: &'static [Rule<'static>] =
+            std::boxed::Box::leak(std::boxed::Box::new([Rule::new(
+                "many",
+                Api::Backend,
+                Scope::InstanceParams,
+                routes,
+                Quota::per_secs(1, 1),
+            )]));
+        let table = RuleTable::new(rules);
+        assert!(!Router::new(table).compiled);
+        let r = Router::new(table);
+        let mut seen = std::vec::Vec::new();
+        let s = r.classify_with(
+            Api::Backend,
+            InstanceKind::Production,
+            b"GET",
+            b"/r64/x",
+            |m| seen.push((m.rule, m.captures[0].to_vec())),
+        );
+        assert_eq!(s.matched, 1);
+        assert_eq!(seen, [(0, b"x".to_vec())]);
+        // More literal segments than the pool holds.
+        let deep: std::vec::Vec<Route<'static>> = (0..MAX_LITERALS / 7 + 1)
+            .map(|i| {
+                let p: &'static str =
+                    std::boxed::Box::leak(std::format!("/a{i}/b/c/d/e/f/g").into_boxed_str());
+                Route::new(Method::Get, p)
+            })
+            .collect();
+        let deep: &'static [Route<'static>] = std::boxed::Box::leak(deep.into_boxed_slice());
+        let rules: &'static [Rule<'static>] =
+            std::boxed::Box::leak(std::boxed::Box::new([Rule::new(
+                "deep",
+                Api::Frontend,
+                Scope::ClientIp,
+                deep,
+                Quota::per_secs(1, 1),
+            )]));
+        let r = Router::new(RuleTable::new(rules));
+        assert!(!r.compiled);
+        let s = r.classify_with(
+            Api::Frontend,
+            InstanceKind::Production,
+            b"GET",
+            b"/a18/b/c/d/e/f/g",
+            |_| {},
+        );
+        assert_eq!(s.matched, 1);
+    }
+
+    #[test]
+    fn paths_longer_than_the_fast_path_takes_agree() {
+        for len in [MAX_PATH - 1, MAX_PATH, MAX_PATH + 1, 1000] {
+            let mut p = b"/v1/users/".to_vec();
+            p.resize(len, b'u');
+            for tail in [&b""[..], b"/metadata", b"?x=1"] {
+                let mut q = p.clone();
+                q.extend_from_slice(tail);
+                for m in [&b"PATCH"[..], b"PUT"] {
+                    let kind = InstanceKind::Production;
+                    assert_eq!(
+                        compiled(Api::Backend, kind, m, &q),
+                        general(Api::Backend, kind, m, &q)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

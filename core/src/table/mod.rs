@@ -129,7 +129,7 @@ pub enum PlaceError {
 #[derive(Copy, Clone)]
 pub struct Table<'m> {
     pub(crate) header: &'m Header,
-    pub(crate) stripes: &'m [Stripe],
+    pub(crate) stripes: &'m [Stripe; STRIPES],
     buckets: &'m [Bucket],
     mask: u64,
 }
@@ -151,7 +151,7 @@ impl<'m> Table<'m> {
         unsafe {
             Ok(Table {
                 header: &*(mem as *const Header),
-                stripes: core::slice::from_raw_parts(mem.add(stripes_at) as *const Stripe, STRIPES),
+                stripes: &*(mem.add(stripes_at) as *const [Stripe; STRIPES]),
                 buckets: core::slice::from_raw_parts(mem.add(buckets_at) as *const Bucket, buckets),
                 mask: buckets as u64 - 1,
             })
@@ -211,7 +211,7 @@ impl<'m> Table<'m> {
 
     /// The stripe counters for a key's tag.
     pub fn stripe(&self, tag: u64) -> &'m Stripe {
-        &self.stripes[(tag >> 40) as usize % self.stripes.len()]
+        &self.stripes[(tag >> 40) as usize % STRIPES]
     }
 
     /// Slots currently holding a key (a full scan: for statistics only).
@@ -250,6 +250,18 @@ impl Cells for Table<'_> {
     fn load_bucket(&self, b: u64) -> [u128; BUCKET_SLOTS] {
         let bucket = &self.buckets[b as usize];
         core::array::from_fn(|j| bucket.0[j].load(Ordering::SeqCst))
+    }
+
+    #[inline]
+    fn match_bucket(&self, b: u64, tag: u64) -> (u32, usize, u128) {
+        let bucket = &self.buckets[b as usize];
+        let v: [u128; BUCKET_SLOTS] = core::array::from_fn(|j| bucket.0[j].load(Ordering::SeqCst));
+        let mut hits = 0u32;
+        for (j, &v) in v.iter().enumerate() {
+            hits |= ((slot::identity(v) == tag) as u32) << j;
+        }
+        let j = hits.trailing_zeros() as usize % BUCKET_SLOTS;
+        (hits.count_ones(), b as usize * BUCKET_SLOTS + j, v[j])
     }
 
     #[inline]

@@ -112,6 +112,22 @@ pub trait Cells {
         let base = b as usize * BUCKET_SLOTS;
         core::array::from_fn(|j| self.load(base + j))
     }
+    /// Load the slots of bucket `b`, one after the other, and report those
+    /// whose identity is `tag`: how many, and one of them (slot index and
+    /// value; unspecified if none). [`find`] uses it only when there is
+    /// exactly one.
+    #[inline]
+    fn match_bucket(&self, b: u64, tag: u64) -> (u32, usize, u128) {
+        let base = b as usize * BUCKET_SLOTS;
+        let mut hit = (0, 0, 0);
+        for j in 0..BUCKET_SLOTS {
+            let v = self.load(base + j);
+            if identity(v) == tag {
+                hit = (hit.0 + 1, base + j, v);
+            }
+        }
+        hit
+    }
 }
 
 /// What a table needs to know about the keys' rules.
@@ -163,36 +179,18 @@ pub fn find<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Fou
     // (absent), or exactly one and it is live. Anything else (a marker, a
     // duplicate) takes the full lookup, which reads the slots again.
     let (b1, b2) = hash::buckets(tag, cells.mask());
-    let first = cells.load_bucket(b1);
+    let (n1, p1, v1) = cells.match_bucket(b1, tag);
     // One bucket only (a table of one bucket): don't count its slots twice.
-    let second = if b2 != b1 {
-        cells.load_bucket(b2)
+    let (n2, p2, v2) = if b2 != b1 {
+        cells.match_bucket(b2, tag)
     } else {
-        [0; BUCKET_SLOTS]
+        (0, 0, 0)
     };
-    // Bit j: slot j of the first bucket holds the key; bit 4 + j: of the
-    // second.
-    let mut hits = 0u32;
-    for j in 0..BUCKET_SLOTS {
-        hits |= ((identity(first[j]) == tag) as u32) << j;
-        hits |= ((identity(second[j]) == tag) as u32) << (BUCKET_SLOTS + j);
-    }
-    if hits == 0 {
-        return Found::Absent;
-    }
-    if hits.is_power_of_two() {
-        let j = hits.trailing_zeros() as usize;
-        let (b, value) = if j < BUCKET_SLOTS {
-            (b1, first[j % BUCKET_SLOTS])
-        } else {
-            (b2, second[j % BUCKET_SLOTS])
-        };
-        if kind_of(value) == Kind::Live {
-            return Found::Live {
-                pos: b as usize * BUCKET_SLOTS + j % BUCKET_SLOTS,
-                value,
-            };
-        }
+    match (n1, n2) {
+        (0, 0) => return Found::Absent,
+        (1, 0) if kind_of(v1) == Kind::Live => return Found::Live { pos: p1, value: v1 },
+        (0, 1) if kind_of(v2) == Kind::Live => return Found::Live { pos: p2, value: v2 },
+        _ => {}
     }
     find_slow(cells, rules, tag, now)
 }
