@@ -58,7 +58,7 @@ fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32, recip: u64) -> 
         return None;
     }
     let span = t.checked_mul(burst as u64).filter(|&s| s < LIMIT)?;
-    if tat > now + 2 * span {
+    if tat > now + wild_after(span as u128) as u64 {
         return None; // a wild state: the clamp is on the wide path
     }
     let base = if tat > now { tat } else { now };
@@ -127,10 +127,31 @@ fn decide_wide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
     }
 }
 
-/// A TAT more than two bursts ahead of `now` can only come from a wild
-/// clock: clamp it to one burst ahead.
+/// How far ahead of `now` a TAT may be before it counts as wild: two full
+/// bursts, and never less than one burst plus [`WILD_SLACK`].
+///
+/// The slack keeps a merely stale `now` (a thread that took its timestamp,
+/// then stalled while others charged the key) from tripping the clamp on a
+/// short burst — in pace mode one burst is one emission interval, often a
+/// few milliseconds — which would hand quota back. A wild clock (another
+/// boot, `u64::MAX`) is off by far more than a second.
+const fn wild_after(span: u128) -> u128 {
+    let two = 2 * span;
+    let slack = span + WILD_SLACK as u128;
+    if two > slack {
+        two
+    } else {
+        slack
+    }
+}
+
+/// A stale timestamp up to this far behind is never mistaken for a wild one.
+pub const WILD_SLACK: u64 = 1_000_000_000;
+
+/// A TAT beyond [`wild_after`] can only come from a wild clock: clamp it to
+/// one burst ahead.
 fn clamp(tat: u128, now: u128, span: u128) -> (u128, bool) {
-    if tat > now + 2 * span {
+    if tat > now + wild_after(span) {
         (now + span, true)
     } else {
         (tat, false)
@@ -220,6 +241,22 @@ mod tests {
         // Two bursts ahead is still plausible and kept as it is.
         let o = decide(now + 10 * T, now, 1, T, 5);
         assert_eq!(o.state, now + 10 * T);
+    }
+
+    #[test]
+    fn a_stale_timestamp_under_a_second_is_not_mistaken_for_a_wild_clock() {
+        const SEC: u64 = 1_000_000_000;
+        // Pace mode: burst 1, T = 10 ms. A thread stalled 500 ms behind
+        // the key's latest charge must not clamp (that would hand back).
+        let t = 10_000_000;
+        let now = 1_000 * SEC;
+        let tat = now + t; // charged at `now` by another thread
+        let o = decide(tat, now - 500_000_000, 1, t, 1);
+        assert!(!o.allowed);
+        assert_eq!(o.state, tat, "kept as it is, not clamped");
+        // A second and a burst behind is wild: clamped.
+        let o = decide(tat, now - 2 * SEC, 1, t, 1);
+        assert_eq!(o.state, now - 2 * SEC + t);
     }
 
     #[test]

@@ -548,8 +548,10 @@ impl<'a> Limiter<'a> {
         };
         for r in 0..self.rules.len() {
             let (a, d) = self.rule_stats(r as u32).unwrap_or((0, 0));
-            s.allowed += a;
-            s.denied += d;
+            // Counters live in shared memory another process may corrupt:
+            // sums wrap rather than panic.
+            s.allowed = s.allowed.wrapping_add(a);
+            s.denied = s.denied.wrapping_add(d);
         }
         s
     }

@@ -77,7 +77,7 @@ fn threads_on_one_key_with_a_moving_clock_stay_within_burst_plus_elapsed() {
                 barrier.wait();
                 for _ in 0..5_000 {
                     // Every thread advances one shared clock: time is monotonic.
-                    let now = clock.fetch_add(1_000_000, Ordering::Relaxed);
+                    let now = clock.fetch_add(100_000, Ordering::Relaxed);
                     if l.check_key(0, b"key", 1, Nanos(now)).unwrap().allowed {
                         allowed.fetch_add(1, Ordering::Relaxed);
                     }

@@ -20,7 +20,6 @@ use std::mem::size_of;
 /// ("attempt to add with overflow"). Another process's stray write is
 /// enough; nothing may panic.
 #[test]
-#[ignore = "known bug: Limiter::stats adds per-rule counters with a plain +="]
 fn stats_on_counters_near_u64_max_does_not_overflow() {
     let config = Config {
         capacity: 4,

@@ -569,7 +569,9 @@ impl Model {
             Some(State::Window(..)) => unreachable!(),
         };
         let mut clamp = None;
-        if tat > now + 2 * span {
+        // Wild: more than two bursts ahead, and more than one burst plus a
+        // second (a merely stale timestamp is not wild).
+        if tat > now + (2 * span).max(span + SEC as u128) {
             tat = now + span;
             clamp = Some(State::Tat(tat));
         }
