@@ -889,7 +889,7 @@ ratecard_status ratecard_write_ratelimit(const struct ratecard_limiter *limiter,
                                          size_t *out_len);
 
 /**
- * Write Clerk's 429 response body (JSON, 124 bytes) into `buf`.
+ * Write Clerk's 429 response body (JSON, 129 bytes) into `buf`.
  *
  * Statuses and buffer rules as ratecard_write_retry_after().
  */

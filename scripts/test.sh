@@ -40,11 +40,11 @@ cargo bench -p ratecard-benches --no-run
 stage "C ABI: C test suite on libratecard.a and libratecard.so under valgrind"
 sh ffi/tests/c/run.sh
 
-stage "Go: gofmt, go vet, go test -race"
+stage "Go: gofmt, go vet, go test -race, cgo pointer checks"
+cargo build -p ratecard-ffi --release
 bash go/test.sh
 
 stage "nginx: build the dynamic module, run it in a real nginx"
-bash integrations/nginx/build.sh
 bash integrations/nginx/test.sh
 
 stage "fuzz smoke: every target for a bounded time under AddressSanitizer"

@@ -113,7 +113,7 @@ pub unsafe extern "C" fn ratecard_write_ratelimit(
     }
 }
 
-/// Write Clerk's 429 response body (JSON, 124 bytes) into `buf`.
+/// Write Clerk's 429 response body (JSON, 129 bytes) into `buf`.
 ///
 /// Statuses and buffer rules as ratecard_write_retry_after().
 #[no_mangle]

@@ -1,0 +1,501 @@
+package ratecard
+
+// Every call into the C library goes through this file, and every use of
+// unsafe and cgo lives here.
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../include
+#cgo LDFLAGS: ${SRCDIR}/../target/release/libratecard.a -lpthread -ldl -lm
+#include <stdlib.h>
+#include "ratecard.h"
+
+// The handle crosses as an integer: a pointer to an incomplete C type would
+// make cgo box it and check it on every call (an allocation and ~10ns).
+#define RC_L(l) ((const ratecard_limiter *)(l))
+
+// Results come back by value, so no Go memory is handed to C for them.
+typedef struct {
+	uint64_t reset_ns, retry_after_ns, matched;
+	uint32_t status, rule, limit, remaining, retry_after_secs;
+	uint8_t allowed, exempt, dry_run_denied, never_fits;
+} rc_decided; // a ratecard_decision, compact: it is copied twice on the way to Go
+typedef struct { ratecard_status status; uint32_t cleared; } rc_cleared;
+typedef struct { ratecard_status status; ratecard_stats s; } rc_stats;
+typedef struct { ratecard_status status; uint64_t allowed, denied; } rc_rule_stats;
+typedef struct { ratecard_status status; size_t policy, ratelimit, retry_after; } rc_lens;
+
+static rc_decided rc_compact(ratecard_status status, const ratecard_decision *d) {
+	rc_decided r = {0};
+	r.status = status;
+	if (status != RATECARD_OK) return r;
+	r.reset_ns = d->reset_ns;
+	r.retry_after_ns = d->retry_after_ns;
+	r.matched = d->matched;
+	r.rule = d->rule;
+	r.limit = d->limit;
+	r.remaining = d->remaining;
+	r.retry_after_secs = d->retry_after_secs;
+	r.allowed = d->allowed;
+	r.exempt = d->exempt;
+	r.dry_run_denied = d->dry_run_denied;
+	r.never_fits = d->never_fits;
+	return r;
+}
+
+static void rc_put_be64(uint8_t *p, uint64_t v) {
+	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+// The request is built here, on the C stack: a ratecard_request in Go memory
+// could not hold the Go pointers of the strings (cgo's pointer rules). The
+// client IP comes as two words so that no Go array has to escape for it.
+static ratecard_request rc_request(uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, const uint8_t *ip, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
+		uint32_t cost) {
+	ratecard_request r = {
+		.api = api, .method = method, .method_len = method_len,
+		.path = path, .path_len = path_len,
+		.client_ip = ip_len ? ip : NULL, .client_ip_len = ip_len,
+		.secret_key = key, .secret_key_len = key_len,
+		.tenant = tenant, .tenant_len = tenant_len, .cost = cost,
+	};
+	return r;
+}
+
+// One cgo crossing per decision: the clock is read here unless the caller
+// brings its own time (use_clock 0).
+static rc_decided rc_decide(uintptr_t l, int peek, int use_clock, uint64_t now,
+		uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
+		uint32_t cost) {
+	uint8_t ip[16];
+	rc_put_be64(ip, ip_hi);
+	rc_put_be64(ip + 8, ip_lo);
+	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_len,
+		key, key_len, tenant, tenant_len, cost);
+	ratecard_decision d;
+	ratecard_status s;
+	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) return rc_compact(s, NULL);
+	s = peek ? ratecard_peek(RC_L(l), &req, now, &d) : ratecard_check(RC_L(l), &req, now, &d);
+	return rc_compact(s, &d);
+}
+
+static rc_decided rc_decide_key(uintptr_t l, int peek, int use_clock, uint64_t now,
+		uint32_t rule, const uint8_t *key, size_t key_len, uint32_t cost) {
+	ratecard_decision d;
+	ratecard_status s;
+	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) return rc_compact(s, NULL);
+	s = peek ? ratecard_peek_key(RC_L(l), rule, key, key_len, cost, now, &d)
+	         : ratecard_check_key(RC_L(l), rule, key, key_len, cost, now, &d);
+	return rc_compact(s, &d);
+}
+
+static rc_cleared rc_reset(uintptr_t l,
+		uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len) {
+	rc_cleared r = {0};
+	uint8_t ip[16];
+	rc_put_be64(ip, ip_hi);
+	rc_put_be64(ip + 8, ip_lo);
+	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_len,
+		key, key_len, tenant, tenant_len, 0);
+	r.status = ratecard_reset(RC_L(l), &req, &r.cleared);
+	return r;
+}
+
+static rc_cleared rc_reset_key(uintptr_t l, uint32_t rule,
+		const uint8_t *key, size_t key_len) {
+	rc_cleared r = {0};
+	r.status = ratecard_reset_key(RC_L(l), rule, key, key_len, &r.cleared);
+	return r;
+}
+
+static rc_stats rc_limiter_stats(uintptr_t l) {
+	rc_stats r = {0};
+	r.status = ratecard_limiter_stats(RC_L(l), &r.s);
+	return r;
+}
+
+static rc_rule_stats rc_rule_stats_of(uintptr_t l, uint32_t rule) {
+	rc_rule_stats r = {0};
+	r.status = ratecard_rule_stats(RC_L(l), rule, &r.allowed, &r.denied);
+	return r;
+}
+
+static uint32_t rc_rule_count(uintptr_t l) {
+	uint32_t n = 0;
+	return ratecard_rule_count(RC_L(l), &n) == RATECARD_OK ? n : 0;
+}
+
+static const char *rc_rule_name(uintptr_t l, uint32_t rule) { return ratecard_rule_name(RC_L(l), rule); }
+
+static void rc_free(uintptr_t l) { ratecard_limiter_free((ratecard_limiter *)l); }
+
+// Makes a limiter; 0 on failure, with the status in *status.
+static uintptr_t rc_new(const ratecard_config *config, ratecard_status *status) {
+	ratecard_limiter *l = NULL;
+	*status = ratecard_limiter_new(config, &l);
+	return *status == RATECARD_OK ? (uintptr_t)l : 0;
+}
+
+// Writes RateLimit-Policy, RateLimit and Retry-After back to back into buf.
+// When they do not fit, returns RATECARD_BUFFER_TOO_SHORT with the lengths
+// needed and writes nothing.
+static int rc_failed(ratecard_status s) { return s != RATECARD_OK && s != RATECARD_BUFFER_TOO_SHORT; }
+
+static rc_lens rc_headers(uintptr_t l, ratecard_decision d, uint8_t *buf, size_t cap) {
+	rc_lens r = {0};
+	ratecard_status s;
+	// Lengths first: an empty buffer asks for them.
+	if (rc_failed(s = ratecard_write_ratelimit_policy(RC_L(l), &d, NULL, 0, &r.policy)) ||
+	    rc_failed(s = ratecard_write_ratelimit(RC_L(l), &d, NULL, 0, &r.ratelimit)) ||
+	    rc_failed(s = ratecard_write_retry_after(&d, NULL, 0, &r.retry_after))) {
+		r.status = s;
+		return r;
+	}
+	if (r.policy + r.ratelimit + r.retry_after > cap) {
+		r.status = RATECARD_BUFFER_TOO_SHORT;
+		return r;
+	}
+	size_t n;
+	if ((s = ratecard_write_ratelimit_policy(RC_L(l), &d, buf, r.policy, &n)) != RATECARD_OK ||
+	    (s = ratecard_write_ratelimit(RC_L(l), &d, buf + r.policy, r.ratelimit, &n)) != RATECARD_OK ||
+	    (s = ratecard_write_retry_after(&d, buf + r.policy + r.ratelimit, r.retry_after, &n)) != RATECARD_OK) {
+		r.status = s;
+	}
+	return r;
+}
+
+static size_t rc_429_body(uint8_t *buf, size_t cap) {
+	size_t n = 0;
+	return ratecard_write_429_body(buf, cap, &n) == RATECARD_OK ? n : 0;
+}
+
+static ratecard_status rc_now(uint64_t *out) { return ratecard_now_ns(out); }
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+	"unsafe"
+)
+
+// handle is a limiter of the C library (a ratecard_limiter *); 0 for none.
+type handle = C.uintptr_t
+
+// The Go constants must equal the header's: each line fails to compile
+// (constant index out of range) when they differ.
+var (
+	_ = [1]int{}[uint32(APIFrontend)^C.RATECARD_API_FRONTEND]
+	_ = [1]int{}[uint32(APIBackend)^C.RATECARD_API_BACKEND]
+	_ = [1]int{}[uint8(PolicyEvict)^C.RATECARD_POLICY_EVICT]
+	_ = [1]int{}[uint8(PolicyDeny)^C.RATECARD_POLICY_DENY]
+	_ = [1]int{}[uint8(PolicyAdmit)^C.RATECARD_POLICY_ADMIT]
+	_ = [1]int{}[uint8(KindAny)^C.RATECARD_KIND_ANY]
+	_ = [1]int{}[uint8(KindProduction)^C.RATECARD_KIND_PRODUCTION]
+	_ = [1]int{}[uint8(KindDevelopment)^C.RATECARD_KIND_DEVELOPMENT]
+	_ = [1]int{}[uint8(ScopeClientIP)^C.RATECARD_SCOPE_CLIENT_IP]
+	_ = [1]int{}[uint8(ScopeInstance)^C.RATECARD_SCOPE_INSTANCE]
+	_ = [1]int{}[uint8(ScopeInstanceParams)^C.RATECARD_SCOPE_INSTANCE_PARAMS]
+	_ = [1]int{}[uint8(AlgorithmDefault)^C.RATECARD_ALGORITHM_DEFAULT]
+	_ = [1]int{}[uint8(AlgorithmGCRA)^C.RATECARD_ALGORITHM_GCRA]
+	_ = [1]int{}[uint8(AlgorithmFixedWindow)^C.RATECARD_ALGORITHM_FIXED_WINDOW]
+	_ = [1]int{}[uint32(noRule)^C.RATECARD_NO_RULE]
+	_ = [1]int{}[uint32(statusOK)^C.RATECARD_OK]
+	_ = [1]int{}[uint32(statusBufferTooShort)^C.RATECARD_BUFFER_TOO_SHORT]
+	_ = [1]int{}[uint32(ErrInvalidArgument)^C.RATECARD_INVALID_ARGUMENT]
+	_ = [1]int{}[uint32(ErrInvalidIP)^C.RATECARD_INVALID_IP]
+	_ = [1]int{}[uint32(ErrUnknownAPI)^C.RATECARD_UNKNOWN_API]
+	_ = [1]int{}[uint32(ErrMissingSubject)^C.RATECARD_MISSING_SUBJECT]
+	_ = [1]int{}[uint32(ErrUnknownRule)^C.RATECARD_UNKNOWN_RULE]
+	_ = [1]int{}[uint32(ErrInvalidConfig)^C.RATECARD_INVALID_CONFIG]
+	_ = [1]int{}[uint32(ErrInvalidRules)^C.RATECARD_INVALID_RULES]
+	_ = [1]int{}[uint32(ErrInvalidCapacity)^C.RATECARD_INVALID_CAPACITY]
+	_ = [1]int{}[uint32(ErrNoLockFreeCAS)^C.RATECARD_NO_LOCK_FREE_CAS]
+	_ = [1]int{}[uint32(ErrOutOfMemory)^C.RATECARD_OUT_OF_MEMORY]
+	_ = [1]int{}[uint32(ErrSeedUnavailable)^C.RATECARD_SEED_UNAVAILABLE]
+	_ = [1]int{}[uint32(ErrPanic)^C.RATECARD_PANIC]
+	_ = [1]int{}[uint32(ErrClockUnavailable)^C.RATECARD_CLOCK_UNAVAILABLE]
+)
+
+// raw is a ratecard_decision in Go types.
+type raw struct {
+	allowed, exempt, dryRunDenied, neverFits bool
+	rule, limit, remaining, retryAfterSecs   uint32
+	resetNs, retryAfterNs, matched           uint64
+}
+
+// decided is a decision as the C side hands it back, with its status.
+type decided = C.rc_decided
+
+// fill sets every field of d that the C library decides (all but Rule and
+// the limiter), and returns the call's status.
+func (r *decided) fill(d *Decision) Status {
+	if r.status != C.RATECARD_OK {
+		return Status(r.status)
+	}
+	d.Allowed = r.allowed != 0
+	d.Exempt = r.exempt != 0
+	d.DryRunDenied = r.dry_run_denied != 0
+	d.NeverFits = r.never_fits != 0
+	d.RetryAfter = duration(uint64(r.retry_after_ns))
+	d.Reset = duration(uint64(r.reset_ns))
+	d.Limit = int(r.limit)
+	d.Remaining = int(r.remaining)
+	d.rule = uint32(r.rule)
+	d.retryAfterSecs = uint32(r.retry_after_secs)
+	d.matched = uint64(r.matched)
+	return statusOK
+}
+
+func (r *raw) c() C.ratecard_decision {
+	return C.ratecard_decision{
+		allowed:          C.bool(r.allowed),
+		exempt:           C.bool(r.exempt),
+		dry_run_denied:   C.bool(r.dryRunDenied),
+		never_fits:       C.bool(r.neverFits),
+		rule:             C.uint32_t(r.rule),
+		limit:            C.uint32_t(r.limit),
+		remaining:        C.uint32_t(r.remaining),
+		retry_after_secs: C.uint32_t(r.retryAfterSecs),
+		reset_ns:         C.uint64_t(r.resetNs),
+		retry_after_ns:   C.uint64_t(r.retryAfterNs),
+		matched:          C.uint64_t(r.matched),
+	}
+}
+
+// str hands the bytes of s to C without copying: string data holds no Go
+// pointers, and cgo keeps call arguments alive for the call. Empty is nil.
+func str(s string) (*C.uint8_t, C.size_t) {
+	if len(s) == 0 {
+		return nil, 0
+	}
+	// The first word of a string header is its data pointer (unsafe.StringData is Go 1.20+).
+	return (*C.uint8_t)(*(*unsafe.Pointer)(unsafe.Pointer(&s))), C.size_t(len(s))
+}
+
+// bytesArg is str for a byte slice.
+func bytesArg(b []byte) (*C.uint8_t, C.size_t) {
+	if len(b) == 0 {
+		return nil, 0
+	}
+	return (*C.uint8_t)(unsafe.Pointer(&b[0])), C.size_t(len(b))
+}
+
+// ipWords is the client IP as big-endian words and a length (4, 16, or 0
+// for the zero Addr); the C side lays them out as bytes.
+func ipWords(a netip.Addr) (hi, lo C.uint64_t, n C.size_t) {
+	switch {
+	case a.Is4():
+		b := a.As4()
+		return C.uint64_t(binary.BigEndian.Uint32(b[:])) << 32, 0, 4
+	case a.Is6():
+		b := a.As16()
+		return C.uint64_t(binary.BigEndian.Uint64(b[:8])), C.uint64_t(binary.BigEndian.Uint64(b[8:])), 16
+	}
+	return 0, 0, 0
+}
+
+func flag(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// cDecide is ratecard_check (or _peek) of r at now, or at the C library's
+// clock when useClock.
+func cDecide(h handle, peek, useClock bool, now uint64, r *Request) decided {
+	method, methodLen := str(r.Method)
+	path, pathLen := str(r.Path)
+	key, keyLen := str(r.SecretKey)
+	tenant, tenantLen := str(r.Tenant)
+	hi, lo, ipLen := ipWords(r.ClientIP)
+	return C.rc_decide(h, flag(peek), flag(useClock), C.uint64_t(now),
+		C.uint32_t(r.API), method, methodLen, path, pathLen, hi, lo, ipLen,
+		key, keyLen, tenant, tenantLen, C.uint32_t(r.Cost))
+}
+
+func cDecideKey(h handle, peek, useClock bool, now uint64, rule uint32, key []byte, cost uint32) decided {
+	k, kLen := bytesArg(key)
+	return C.rc_decide_key(h, flag(peek), flag(useClock), C.uint64_t(now), C.uint32_t(rule), k, kLen, C.uint32_t(cost))
+}
+
+func cReset(h handle, r *Request) (int, Status) {
+	method, methodLen := str(r.Method)
+	path, pathLen := str(r.Path)
+	key, keyLen := str(r.SecretKey)
+	tenant, tenantLen := str(r.Tenant)
+	hi, lo, ipLen := ipWords(r.ClientIP)
+	res := C.rc_reset(h, C.uint32_t(r.API), method, methodLen, path, pathLen, hi, lo, ipLen,
+		key, keyLen, tenant, tenantLen)
+	return int(res.cleared), Status(res.status)
+}
+
+func cResetKey(h handle, rule uint32, key []byte) (int, Status) {
+	k, kLen := bytesArg(key)
+	res := C.rc_reset_key(h, C.uint32_t(rule), k, kLen)
+	return int(res.cleared), Status(res.status)
+}
+
+func cStats(h handle) (Stats, Status) {
+	res := C.rc_limiter_stats(h)
+	s := res.s
+	return Stats{
+		Allowed:   uint64(s.allowed),
+		Denied:    uint64(s.denied),
+		Evicted:   uint64(s.evicted),
+		Inserts:   uint64(s.inserts),
+		Full:      uint64(s.full),
+		Occupancy: uint64(s.occupancy),
+		Capacity:  uint64(s.capacity),
+	}, Status(res.status)
+}
+
+func cRuleStats(h handle, rule uint32) (allowed, denied uint64, st Status) {
+	res := C.rc_rule_stats_of(h, C.uint32_t(rule))
+	return uint64(res.allowed), uint64(res.denied), Status(res.status)
+}
+
+// cRuleNames reads the rule table's names, once, at New.
+func cRuleNames(h handle) []string {
+	n := uint32(C.rc_rule_count(h))
+	names := make([]string, n)
+	for i := range names {
+		if p := C.rc_rule_name(h, C.uint32_t(i)); p != nil {
+			names[i] = C.GoString(p)
+		}
+	}
+	return names
+}
+
+// cHeaders writes the RateLimit-Policy, RateLimit and Retry-After values of d.
+func cHeaders(h handle, d *raw) (Headers, Status) {
+	cd := d.c()
+	buf := make([]byte, 256)
+	for {
+		res := C.rc_headers(h, cd, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+		need := int(res.policy + res.ratelimit + res.retry_after)
+		switch {
+		case res.status == C.RATECARD_BUFFER_TOO_SHORT && need > len(buf):
+			buf = make([]byte, need)
+			continue
+		case res.status != C.RATECARD_OK:
+			return Headers{}, Status(res.status)
+		}
+		// One string, sliced three ways.
+		s := string(buf[:need])
+		p, rl := int(res.policy), int(res.ratelimit)
+		return Headers{RateLimitPolicy: s[:p], RateLimit: s[p : p+rl], RetryAfter: s[p+rl:]}, statusOK
+	}
+}
+
+func c429Body() []byte {
+	buf := make([]byte, 512)
+	n := C.rc_429_body((*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+	return buf[:n:n]
+}
+
+func cStatusText(s Status) string {
+	return C.GoString(C.ratecard_status_str(C.ratecard_status(s)))
+}
+
+func cVersion() string { return C.GoString(C.ratecard_version()) }
+
+// cMonotonic is the C library's clock (CLOCK_MONOTONIC).
+func cMonotonic() (time.Duration, Status) {
+	var now C.uint64_t
+	if st := C.rc_now(&now); st != C.RATECARD_OK {
+		return 0, Status(st)
+	}
+	return time.Duration(now), statusOK
+}
+
+func cFree(h handle) { C.rc_free(h) }
+
+// cNew makes a limiter from o. The configuration, the rule table and every
+// string in it are laid out in one C allocation, freed before returning:
+// ratecard_limiter_new copies the rule table, and a C struct may not point
+// into Go memory.
+func cNew(o *Options) (handle, error) {
+	routes, text := 0, len(o.Seed)
+	for i := range o.Rules {
+		text += len(o.Rules[i].Name)
+		routes += len(o.Rules[i].Routes)
+		for _, rt := range o.Rules[i].Routes {
+			text += len(rt.Method) + len(rt.Path)
+		}
+	}
+	rulesAt := uintptr(C.sizeof_ratecard_config)
+	routesAt := rulesAt + uintptr(len(o.Rules))*C.sizeof_ratecard_rule
+	textAt := routesAt + uintptr(routes)*C.sizeof_ratecard_route
+	outAt := textAt + (uintptr(text)+7)&^7
+	arena := C.calloc(1, C.size_t(outAt+C.sizeof_ratecard_status))
+	if arena == nil {
+		return 0, ErrOutOfMemory
+	}
+	defer C.free(arena)
+
+	textBuf := unsafe.Slice((*byte)(unsafe.Add(arena, textAt)), text)
+	put := func(s string) (*C.uint8_t, C.size_t) {
+		if len(s) == 0 {
+			return nil, 0
+		}
+		n := copy(textBuf, s)
+		p := (*C.uint8_t)(unsafe.Pointer(&textBuf[0]))
+		textBuf = textBuf[n:]
+		return p, C.size_t(n)
+	}
+
+	cfg := (*C.ratecard_config)(arena)
+	C.ratecard_config_default(cfg)
+	if o.Capacity != 0 {
+		cfg.capacity = C.uint32_t(o.Capacity)
+	}
+	cfg.seed, cfg.seed_len = put(string(o.Seed))
+	if o.IPv6PrefixLen != 0 {
+		cfg.ipv6_prefix_len = C.uint8_t(o.IPv6PrefixLen)
+	}
+	cfg.dry_run = C.bool(o.DryRun)
+	cfg.policy = C.uint8_t(o.Policy)
+	cfg.unknown_kind = C.uint8_t(o.UnknownKeyKind)
+	cfg.pace = C.bool(o.Pace)
+	cfg.algorithm = C.uint8_t(o.Algorithm)
+
+	if len(o.Rules) > 0 {
+		crules := unsafe.Slice((*C.ratecard_rule)(unsafe.Add(arena, rulesAt)), len(o.Rules))
+		croutes := unsafe.Slice((*C.ratecard_route)(unsafe.Add(arena, routesAt)), routes)
+		for i := range o.Rules {
+			r, cr := &o.Rules[i], &crules[i]
+			cr.name, cr.name_len = put(r.Name)
+			cr.api = C.uint32_t(r.API)
+			cr.scope = C.uint8_t(r.Scope)
+			cr.kind = C.uint8_t(r.Kind)
+			cr.limit = C.uint32_t(r.Limit)
+			cr.period_ns = C.uint64_t(r.Period)
+			cr.burst = C.uint32_t(r.Burst)
+			cr.algorithm = C.uint8_t(r.Algorithm)
+			if len(r.Routes) > 0 {
+				cr.routes, cr.routes_len = &croutes[0], C.size_t(len(r.Routes))
+			}
+			for j, rt := range r.Routes {
+				croutes[j].method, croutes[j].method_len = put(rt.Method)
+				croutes[j].path, croutes[j].path_len = put(rt.Path)
+			}
+			croutes = croutes[len(r.Routes):]
+		}
+		cfg.rules, cfg.rules_len = &crules[0], C.size_t(len(crules))
+	}
+
+	status := (*C.ratecard_status)(unsafe.Add(arena, outAt))
+	h := C.rc_new(cfg, status)
+	if h == 0 {
+		return 0, Status(*status)
+	}
+	return h, nil
+}

@@ -1,0 +1,3 @@
+module github.com/ratecard/ratecard/go
+
+go 1.19

@@ -1,0 +1,149 @@
+package ratecard
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultMaxRetries is the number of times a Transport resends a request
+// the server answered with 429, unless Transport.MaxRetries says otherwise.
+const DefaultMaxRetries = 3
+
+// Transport is an http.RoundTripper for programs that call Clerk's Backend
+// API (bulk user updates, invitation jobs): before sending a request it
+// asks its Limiter and waits as long as that says, honouring the request's
+// context, instead of drawing a 429.
+//
+// Requests are keyed by their Authorization header (a request without one
+// is an error: ErrMissingSubject) and method and path, as Clerk keys them.
+// Give the Transport a limiter in pace mode (NewTransport does), so that
+// no window of a rule's period sees more than its limit, whatever the
+// server's algorithm. One Transport may be shared by many goroutines; so
+// may one Limiter by several Transports of one program.
+//
+// When the server still answers 429 (another program spends the same
+// quota), the Transport waits for the response's Retry-After (1s when it
+// has none) and resends, up to MaxRetries times. A 429 means the server did
+// nothing, so any method may be resent, as long as its body can be: a
+// request without a body, or one whose GetBody is set (as http.NewRequest
+// sets it for bytes and strings readers). Other requests get the 429 back.
+type Transport struct {
+	// Base sends the requests; nil means http.DefaultTransport.
+	Base http.RoundTripper
+
+	// Limiter paces the requests; required.
+	Limiter *Limiter
+
+	// Tenant, if set, names the instance in place of the secret key, so
+	// that several keys of one instance share its limits.
+	Tenant string
+
+	// MaxRetries is the number of resends after a 429: 0 means
+	// DefaultMaxRetries, a negative number none.
+	MaxRetries int
+}
+
+// NewTransport returns a Transport over base (nil for
+// http.DefaultTransport) with a limiter of its own, made from o in pace
+// mode. Close t.Limiter when done.
+func NewTransport(base http.RoundTripper, o Options) (*Transport, error) {
+	o.Pace = true
+	l, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Transport{Base: base, Limiter: l}, nil
+}
+
+var errNoLimiter = errors.New("ratecard: Transport.Limiter is nil")
+
+// RoundTrip waits until the limiter allows req, then sends it through Base.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.Limiter == nil {
+		closeBody(req)
+		return nil, errNoLimiter
+	}
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	retries := t.MaxRetries
+	if retries == 0 {
+		retries = DefaultMaxRetries
+	}
+	ctx := req.Context()
+	r := Request{
+		API:       APIBackend,
+		Method:    req.Method,
+		Path:      req.URL.EscapedPath(),
+		SecretKey: req.Header.Get("Authorization"),
+		Tenant:    t.Tenant,
+	}
+	for attempt := 0; ; attempt++ {
+		if _, err := t.Limiter.Wait(ctx, &r); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		resp, err := base.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || attempt >= retries || !replayable(req) {
+			return resp, err
+		}
+		wait := retryAfter(resp.Header.Get("Retry-After"))
+		// Drain a little so the connection can be reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		resp.Body.Close()
+		if err := t.Limiter.sleep(ctx, wait); err != nil {
+			return nil, err
+		}
+		if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			req = req.WithContext(ctx) // a shallow copy: the caller's request is not modified
+			req.Body = body
+		}
+	}
+}
+
+// CloseIdleConnections closes the idle connections of Base, if it can.
+func (t *Transport) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if c, ok := base.(closeIdler); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// retryAfter reads a Retry-After value: seconds or an HTTP date; 1s when it
+// is missing or malformed.
+func retryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if secs, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		if d := time.Until(at); d > 0 {
+			return d
+		}
+		return 0
+	}
+	return time.Second
+}
