@@ -32,7 +32,10 @@ stage "no_std and no alloc: core linked into a no_std staticlib"
 bash nostd-check/check.sh
 
 stage "docs"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+# One package at a time: core and ffi both name their library `ratecard`.
+for pkg in ratecard ratecard-ffi ratecard-benches; do
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p "$pkg"
+done
 
 stage "benches compile (criterion; run them with cargo bench -p ratecard-benches)"
 cargo bench -p ratecard-benches --no-run
