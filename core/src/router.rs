@@ -2,7 +2,7 @@
 //! path matches a request without re-reading pattern strings.
 //!
 //! [`Router::classify_with`] gives exactly the answers of
-//! [`route::classify_with`](crate::route::classify_with) (a property test
+//! [`route::classify_with`] (a property test
 //! pins this down). It handles the common case itself: a path already in
 //! canonical form (no escape, NUL, backslash, `.` or `..` segment, at most
 //! [`MAX_SEGMENTS`] segments, at most [`MAX_PATH`] bytes; empty segments,
