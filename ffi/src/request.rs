@@ -350,7 +350,8 @@ pub unsafe extern "C" fn ratecard_reset(
 
 /// Forget the state of rule `rule` for `key` (see ratecard_check_key()).
 ///
-/// Returns RATECARD_OK and sets `*cleared` (0 or 1); or
+/// Returns RATECARD_OK and sets `*cleared` (0 or 1; 2 when a duplicate
+/// slot a racing relocation left behind was cleared too); or
 /// RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT, RATECARD_UNKNOWN_RULE.
 #[no_mangle]
 pub unsafe extern "C" fn ratecard_reset_key(
