@@ -682,44 +682,29 @@ mod tests {
     use super::*;
     use crate::CLERK;
 
-    fn general(
-        api: Api,
-        kind: InstanceKind,
-        method: &[u8],
-        path: &[u8],
-    ) -> (Summary, heapless::Vec<(u8, heapless::Vec<u8, 64>), 64>) {
-        let mut out = heapless::Vec::new();
-        let s = route::classify_with(&CLERK, api, kind, method, path, |m| {
-            let mut caps = heapless::Vec::new();
-            for c in &m.captures[..m.ncaptures as usize] {
-                for b in route::decoded(c) {
-                    let _ = caps.push(b);
-                }
-                let _ = caps.push(b'|');
+    type Matches = heapless::Vec<(u8, heapless::Vec<u8, 64>), 64>;
+
+    /// Record a match as its rule and decoded captures, `|`-separated.
+    fn record(out: &mut Matches, m: Match<'_>) {
+        let mut caps = heapless::Vec::new();
+        for c in &m.captures[..m.ncaptures as usize] {
+            for b in route::decoded(c) {
+                let _ = caps.push(b);
             }
-            let _ = out.push((m.rule, caps));
-        });
+            let _ = caps.push(b'|');
+        }
+        let _ = out.push((m.rule, caps));
+    }
+
+    fn general(api: Api, kind: InstanceKind, method: &[u8], path: &[u8]) -> (Summary, Matches) {
+        let mut out = Matches::new();
+        let s = route::classify_with(&CLERK, api, kind, method, path, |m| record(&mut out, m));
         (s, out)
     }
 
-    fn compiled(
-        api: Api,
-        kind: InstanceKind,
-        method: &[u8],
-        path: &[u8],
-    ) -> (Summary, heapless::Vec<(u8, heapless::Vec<u8, 64>), 64>) {
-        let router = Router::new(CLERK);
-        let mut out = heapless::Vec::new();
-        let s = router.classify_with(api, kind, method, path, |m| {
-            let mut caps = heapless::Vec::new();
-            for c in &m.captures[..m.ncaptures as usize] {
-                for b in route::decoded(c) {
-                    let _ = caps.push(b);
-                }
-                let _ = caps.push(b'|');
-            }
-            let _ = out.push((m.rule, caps));
-        });
+    fn compiled(api: Api, kind: InstanceKind, method: &[u8], path: &[u8]) -> (Summary, Matches) {
+        let mut out = Matches::new();
+        let s = Router::new(CLERK).classify_with(api, kind, method, path, |m| record(&mut out, m));
         (s, out)
     }
 
