@@ -42,6 +42,10 @@ pub const fn reciprocal(t: u64) -> u64 {
 /// for every `x < 2^64`: its floor `q` is `⌊x/t⌋` or one less, and one
 /// comparison of the remainder `x − q·t` (< 2t, no overflow) settles it.
 #[inline(always)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "x·recip < 2^128; q ≤ x/t so q·t ≤ x, and q + 1 ≤ x/t when taken"
+)]
 pub fn div_by(x: u64, t: u64, recip: u64) -> u64 {
     let q = ((x as u128 * recip as u128) >> 64) as u64;
     if x - q * t >= t {
@@ -52,6 +56,10 @@ pub fn div_by(x: u64, t: u64, recip: u64) -> u64 {
 }
 
 #[inline]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "every operand is below 2^62 (checked on entry): no sum or product overflows"
+)]
 fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32, recip: u64) -> Option<Outcome> {
     const LIMIT: u64 = 1 << 62;
     if t == 0 || burst == 0 || cost == 0 || cost > burst || now >= LIMIT || tat >= LIMIT {
@@ -84,6 +92,10 @@ fn decide_u64(tat: u64, now: u64, cost: u32, t: u64, burst: u32, recip: u64) -> 
     }
 }
 
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "u128 of u64 operands: products of two and sums of a few stay below 2^128"
+)]
 fn decide_wide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
     let t = t.max(1) as u128;
     let burst = burst.max(1);
@@ -135,6 +147,10 @@ fn decide_wide(tat: u64, now: u64, cost: u32, t: u64, burst: u32) -> Outcome {
 /// short burst — in pace mode one burst is one emission interval, often a
 /// few milliseconds — which would hand quota back. A wild clock (another
 /// boot, `u64::MAX`) is off by far more than a second.
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "span < 2^96, so 2·span and span + 2^30 fit in u128"
+)]
 const fn wild_after(span: u128) -> u128 {
     let two = 2 * span;
     let slack = span + WILD_SLACK as u128;
@@ -150,6 +166,10 @@ pub const WILD_SLACK: u64 = 1_000_000_000;
 
 /// A TAT beyond [`wild_after`] can only come from a wild clock: clamp it to
 /// one burst ahead.
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "now and the wild bound are below 2^97 in u128"
+)]
 fn clamp(tat: u128, now: u128, span: u128) -> (u128, bool) {
     if tat > now + wild_after(span) {
         (now + span, true)
@@ -167,6 +187,10 @@ fn saturate(v: u128) -> u64 {
 }
 
 /// Fraction of the burst in use at `now`, in 32-bit fixed point.
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "tat > now, (tat − now)·2^32 < 2^96, span ≥ 1"
+)]
 pub fn debt(tat: u64, now: u64, t: u64, burst: u32) -> u32 {
     if tat <= now {
         return 0;

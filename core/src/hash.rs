@@ -1,23 +1,12 @@
-//! Keyed hashing of subjects into slot tags.
+//! Keyed hashing of subjects.
 //!
-//! A tag is a key's only identity in the table, so it must be a keyed PRF:
-//! SipHash-1-3 with a 128-bit secret seed. The subject (tenant + secret key,
-//! or tenant + client IP) is hashed once per request into 128 bits; each
-//! rule's tag is derived from that with a bijective mixer, and rules with
-//! `{param}` captures hash their captured ids with SipHash keyed by the
-//! subject hash itself. Secret keys are never stored, only these hashes.
-
-/// Low bits of a tag: the rule index.
-pub const RULE_BITS: u32 = 6;
-/// Mask of the rule index in a tag.
-pub const RULE_MASK: u64 = (1 << RULE_BITS) - 1;
-/// Bits 6..8 of a tag: the slot's marker kind (0 = live).
-pub const FLAG_SHIFT: u32 = RULE_BITS;
-/// Mask of the marker kind in a tag.
-pub const FLAG_MASK: u64 = 0b11 << FLAG_SHIFT;
-/// The bits that identify a key: everything but the marker kind.
-pub const IDENTITY_MASK: u64 = !FLAG_MASK;
-const HASH_SHIFT: u32 = RULE_BITS + 2;
+//! A tag is a key's only identity in the table, so it must come from a
+//! keyed PRF: SipHash-1-3 with a 128-bit secret seed. The subject (tenant +
+//! secret key, or tenant + client IP) is hashed once per request into 128
+//! bits; a rule without captures takes its tag from the first half
+//! ([`crate::table::tag::of_subject`]), and a rule with `{param}` captures
+//! hashes its captured ids with SipHash keyed by the whole subject hash.
+//! Secret keys are never stored, only these hashes.
 
 /// A 128-bit secret hash seed.
 #[derive(Copy, Clone, PartialEq, Eq)]
@@ -36,6 +25,11 @@ impl core::fmt::Debug for Seed {
 
 impl Seed {
     /// A seed from 16 bytes (little-endian words).
+    #[allow(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        reason = "constant indices below 16"
+    )]
     pub const fn from_bytes(b: [u8; 16]) -> Seed {
         let mut k0 = [0u8; 8];
         let mut k1 = [0u8; 8];
@@ -49,6 +43,16 @@ impl Seed {
             k0: u64::from_le_bytes(k0),
             k1: u64::from_le_bytes(k1),
         }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Seed {
+    /// A seed of 16 bytes from the operating system's random source.
+    pub fn random() -> Result<Seed, crate::SetupError> {
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).map_err(|_| crate::SetupError::SeedUnavailable)?;
+        Ok(Seed::from_bytes(b))
     }
 }
 
@@ -109,6 +113,10 @@ impl Subject {
 
 /// [`subject`], leaving the second half of the hash for later.
 #[inline]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "a byte count: slice lengths sum far below usize::MAX"
+)]
 pub fn subject_lazy(seed: &Seed, domain: Domain, tenant: &[u8], bytes: &[u8]) -> Subject {
     let len = tenant.len() as u64;
     let mut s = Stream::new(Sip::new128(seed.k0, seed.k1));
@@ -136,52 +144,29 @@ pub fn subject_lazy(seed: &Seed, domain: Domain, tenant: &[u8], bytes: &[u8]) ->
     s.finish128_lazy()
 }
 
-/// The tag of `rule` for a subject with no captures.
-#[inline]
-pub fn tag(subject: SubjectHash, rule: u8) -> u64 {
-    tag_of_h1(subject.0, rule)
-}
-
-/// [`tag`] from the first half of the subject hash, all it depends on.
-#[inline]
-pub fn tag_of_h1(h1: u64, rule: u8) -> u64 {
-    let salt = (rule as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    finish_tag(mix(h1 ^ salt), rule)
-}
-
-/// The tag of `rule` for a subject extended by captured ids; `captures`
-/// yields each id's decoded bytes in turn.
+/// The keyed 64-bit hash of rule `rule`'s captured ids for a subject;
+/// `encoded`: the captures hold percent escapes, hashed decoded.
 ///
 /// The message is `rule ‖ (capture ‖ le64(capture.len()))*`, hashed with
-/// SipHash-1-3 (64-bit output) keyed by the subject hash.
-pub fn tag_with_captures<I, J>(subject: SubjectHash, rule: u8, captures: I) -> u64
-where
-    I: IntoIterator<Item = J>,
-    J: IntoIterator<Item = u8>,
-{
-    let mut s = Stream::captures(subject, rule);
-    for capture in captures {
-        let mut len = 0u64;
-        for b in capture {
-            s.write_u8(b);
-            len += 1;
-        }
-        // The length after the bytes keeps ("ab","c") apart from ("a","bc").
-        s.write_u64(len);
-    }
-    finish_tag(s.finish64(), rule)
-}
-
-/// [`tag_with_captures`] for captures whose bytes are already decoded (a
-/// path without escapes), hashed a word at a time. Same values.
+/// SipHash-1-3 (64-bit output) keyed by the subject hash; a capture's
+/// length after its bytes keeps ("ab","c") apart from ("a","bc").
 #[inline]
-pub fn tag_with_plain_captures(subject: SubjectHash, rule: u8, captures: &[&[u8]]) -> u64 {
+pub fn captures(subject: SubjectHash, rule: u8, captures: &[&[u8]], encoded: bool) -> u64 {
     let mut s = Stream::captures(subject, rule);
     for capture in captures {
-        s.write(capture);
-        s.write_u64(capture.len() as u64);
+        if encoded {
+            let mut len = 0u64;
+            for b in crate::route::decoded(capture) {
+                s.write_u8(b);
+                len = len.wrapping_add(1);
+            }
+            s.write_u64(len);
+        } else {
+            s.write(capture);
+            s.write_u64(capture.len() as u64);
+        }
     }
-    finish_tag(s.finish64(), rule)
+    s.finish64()
 }
 
 /// SipHash-1-3 state.
@@ -255,6 +240,10 @@ struct Stream {
     len: usize,
 }
 
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "SipHash bookkeeping: ntail < 8 (so shifts stay below 64) and len counts bytes of slices, far below usize::MAX"
+)]
 impl Stream {
     #[inline(always)]
     fn new(sip: Sip) -> Stream {
@@ -370,6 +359,11 @@ fn le64(w: &[u8]) -> u64 {
 
 /// Up to seven bytes, little-endian, zero-extended.
 #[inline(always)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "s has at most seven bytes, and each index is checked against its length first"
+)]
 fn le_tail(s: &[u8]) -> u64 {
     let n = s.len();
     let mut out = 0u64;
@@ -388,59 +382,11 @@ fn le_tail(s: &[u8]) -> u64 {
     out
 }
 
-fn finish_tag(hash: u64, rule: u8) -> u64 {
-    let mut high = hash >> HASH_SHIFT;
-    if high == 0 {
-        high = 1;
-    }
-    high << HASH_SHIFT | (rule as u64 & RULE_MASK)
-}
-
-/// A bijective 64-bit finaliser (from MurmurHash3).
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
-/// The rule index stored in a tag.
-pub const fn rule_of(tag: u64) -> usize {
-    (tag & RULE_MASK) as usize
-}
-
-/// The two candidate buckets of a tag, for a table of `mask + 1` buckets.
-/// Symmetric: `alt(alt(b)) == b`, so a slot can move without its key.
-pub const fn buckets(tag: u64, mask: u64) -> (u64, u64) {
-    let b1 = (tag >> HASH_SHIFT) & mask;
-    (b1, alt(b1, tag, mask))
-}
-
-/// The other candidate bucket of a tag stored in bucket `b`.
-pub const fn alt(b: u64, tag: u64, mask: u64) -> u64 {
-    let mut f = (tag >> (HASH_SHIFT + 28)) & mask;
-    if f == 0 {
-        f = 1 & mask;
-    }
-    b ^ f
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SEED: Seed = Seed { k0: 1, k1: 2 };
-
-    #[test]
-    fn tags_are_nonzero_live_and_carry_the_rule_index() {
-        for rule in 0..64u8 {
-            let t = tag(subject(&SEED, Domain::Ip, b"", &[1, 2, 3, 4]), rule);
-            assert_ne!(t, 0);
-            assert_eq!(t & FLAG_MASK, 0);
-            assert_eq!(rule_of(t), rule as usize);
-        }
-    }
 
     #[test]
     fn domains_tenants_and_seeds_separate_subjects() {
@@ -455,12 +401,20 @@ mod tests {
     }
 
     #[test]
-    fn capture_boundaries_matter() {
+    fn capture_boundaries_and_rules_matter() {
         let s = subject(&SEED, Domain::SecretKey, b"", b"sk_test_x");
-        let ab_c = tag_with_captures(s, 3, [b"ab".iter().copied(), b"c".iter().copied()]);
-        let a_bc = tag_with_captures(s, 3, [b"a".iter().copied(), b"bc".iter().copied()]);
-        assert_ne!(ab_c, a_bc);
-        assert_eq!(rule_of(ab_c), 3);
+        let ab_c = captures(s, 3, &[b"ab", b"c"], false);
+        assert_ne!(ab_c, captures(s, 3, &[b"a", b"bc"], false));
+        assert_ne!(ab_c, captures(s, 4, &[b"ab", b"c"], false));
+    }
+
+    #[test]
+    fn escaped_captures_hash_as_their_decoded_bytes() {
+        let s = subject(&SEED, Domain::SecretKey, b"", b"sk_test_x");
+        assert_eq!(
+            captures(s, 3, &[b"u%5F1", b"%6Frg"], true),
+            captures(s, 3, &[b"u_1", b"org"], false)
+        );
     }
 
     /// The hash as the streaming SipHash-1-3 of `siphasher` computes it.
@@ -486,7 +440,7 @@ mod tests {
             }
             h.write_u64(c.len() as u64);
         }
-        finish_tag(h.finish(), rule)
+        h.finish()
     }
 
     #[test]
@@ -513,28 +467,12 @@ mod tests {
             for b in 0..20 {
                 let caps: [&[u8]; 2] = [&data[..a], &data[50..50 + b]];
                 let want = reference_captures(s, 11, &caps);
-                assert_eq!(tag_with_plain_captures(s, 11, &caps), want);
+                assert_eq!(captures(s, 11, &caps, false), want);
                 assert_eq!(
-                    tag_with_captures(s, 11, caps.iter().map(|c| c.iter().copied())),
-                    want
-                );
-                assert_eq!(
-                    tag_with_plain_captures(s, 11, &caps[..1]),
+                    captures(s, 11, &caps[..1], false),
                     reference_captures(s, 11, &caps[..1])
                 );
             }
         }
-    }
-
-    #[test]
-    fn alternate_bucket_is_an_involution() {
-        let mask = (1 << 10) - 1;
-        for i in 0..1000u64 {
-            let t = tag(subject(&SEED, Domain::Ip, b"", &i.to_le_bytes()), 1);
-            let (b1, b2) = buckets(t, mask);
-            assert_eq!(alt(b2, t, mask), b1);
-            assert_ne!(b1, b2);
-        }
-        assert_eq!(buckets(12345 << 8, 0), (0, 0));
     }
 }

@@ -2,7 +2,6 @@
 //! enforce them.
 
 use crate::time::Nanos;
-use crate::{gcra, window};
 
 /// How a rule turns its quota into decisions.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -96,7 +95,7 @@ impl Quota {
 }
 
 /// What one algorithm decided for one rule on one state word.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// The request conforms.
     pub allowed: bool,
@@ -111,37 +110,6 @@ pub struct Outcome {
     pub reset: u64,
     /// On denial, nanoseconds until the request would conform; 0 otherwise.
     pub retry_after: u64,
-}
-
-impl Algorithm {
-    /// Decide a request of `cost` against `state` at `now`.
-    pub fn decide(self, quota: &Quota, state: u64, now: u64, cost: u32) -> Outcome {
-        match self {
-            Algorithm::Gcra => {
-                gcra::decide(state, now, cost, quota.emission_interval(), quota.burst())
-            }
-            Algorithm::FixedWindow => {
-                window::decide(state, now, cost, quota.limit, quota.period_ns())
-            }
-        }
-    }
-
-    /// The fraction of the burst in use, as a 32-bit fixed-point number
-    /// (`u32::MAX` = all of it); 0 means fully replenished.
-    pub fn debt(self, quota: &Quota, state: u64, now: u64) -> u32 {
-        match self {
-            Algorithm::Gcra => gcra::debt(state, now, quota.emission_interval(), quota.burst()),
-            Algorithm::FixedWindow => window::debt(state, now, quota.limit, quota.period_ns()),
-        }
-    }
-
-    /// Merge two states of one key into one at least as strict as both.
-    pub fn merge(self, quota: &Quota, a: u64, b: u64, now: u64) -> u64 {
-        match self {
-            Algorithm::Gcra => gcra::merge(a, b, now),
-            Algorithm::FixedWindow => window::merge(a, b, now, quota.period_ns()),
-        }
-    }
 }
 
 #[cfg(test)]

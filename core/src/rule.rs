@@ -81,12 +81,22 @@ pub enum Method {
 impl Method {
     /// Parse a method name, ignoring ASCII case.
     #[inline]
+    #[allow(
+        clippy::arithmetic_side_effects,
+        clippy::indexing_slicing,
+        reason = "name is 3..=7 bytes on the indexed arm; shifts are below 64"
+    )]
     pub fn parse(name: &[u8]) -> Method {
         // Every name is 3 to 7 ASCII letters, and letters differ from
         // their other case only in bit 5: setting it in every byte of the
         // request's name and comparing with the lowercase name as one word
         // ignores ASCII case exactly (a non-letter byte cannot turn into a
         // letter's lowercase form).
+        #[allow(
+            clippy::arithmetic_side_effects,
+            clippy::indexing_slicing,
+            reason = "const evaluation over literals: any overflow fails the build"
+        )]
         const fn word(s: &[u8]) -> u64 {
             let mut w = 0u64;
             let mut i = 0;
@@ -211,18 +221,43 @@ pub struct RuleTable<'a> {
 }
 
 /// Why a rule table cannot be used.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TableError {
     /// More than [`MAX_RULES`] rules.
     TooManyRules,
     /// A rule name is empty or holds a character outside `[A-Za-z0-9._-]`.
     BadName,
     /// A route pattern does not start with `/` (or is not `*`), holds an
-    /// unclosed `{`, or captures more than [`MAX_CAPTURES`] segments.
+    /// unclosed `{`, captures more than [`MAX_CAPTURES`] segments, or has
+    /// more than [`crate::route::MAX_SEGMENTS`] segments.
     BadPattern,
     /// A limited rule has a period of zero.
     ZeroPeriod,
+    /// More than [`crate::route::MAX_ROUTES`] routes, or more than
+    /// [`crate::route::MAX_LITERALS`] literal segments, over all rules.
+    TooManyRoutes,
 }
+
+impl TableError {
+    /// A short description.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            TableError::TooManyRules => "more than 64 rules",
+            TableError::BadName => "a rule name is empty or not [A-Za-z0-9._-]",
+            TableError::BadPattern => "a route pattern is malformed or too deep",
+            TableError::ZeroPeriod => "a limited rule has a period of zero",
+            TableError::TooManyRoutes => "too many routes or literal segments",
+        }
+    }
+}
+
+impl core::fmt::Display for TableError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::error::Error for TableError {}
 
 impl<'a> RuleTable<'a> {
     /// A table over `rules`; see [`RuleTable::validate`].
@@ -273,7 +308,11 @@ impl<'a> RuleTable<'a> {
                 }
             }
         }
-        Ok(())
+        match crate::route::Router::new(*self, false) {
+            Ok(_) => Ok(()),
+            Err(crate::route::CompileError::Pattern) => Err(TableError::BadPattern),
+            Err(crate::route::CompileError::TooLarge) => Err(TableError::TooManyRoutes),
+        }
     }
 
     /// A 64-bit fingerprint of everything that affects decisions and slot
@@ -287,7 +326,7 @@ impl<'a> RuleTable<'a> {
             h.u64(rule.scope as u64);
             h.u64(match rule.kind {
                 None => 0,
-                Some(k) => 1 + k as u64,
+                Some(k) => (k as u64).wrapping_add(1),
             });
             h.u64(rule.routes.len() as u64);
             for route in rule.routes {
@@ -303,6 +342,10 @@ impl<'a> RuleTable<'a> {
     }
 }
 
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "a count of at most the pattern's length"
+)]
 fn pattern_ok(p: &[u8]) -> bool {
     if p == b"*" {
         return true;

@@ -28,6 +28,10 @@ struct View {
 /// wild: a clock that stepped back a little hands back nothing.
 const PLAUSIBLY_AHEAD: i32 = 2;
 
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "period ≥ 1; window bounds are computed in u128 from u64 operands"
+)]
 fn view(state: u64, now: u64, limit: u32, period: u64) -> View {
     let cur = now / period;
     let to_end = |windows_ahead: u64| {
@@ -65,6 +69,10 @@ fn view(state: u64, now: u64, limit: u32, period: u64) -> View {
 
 /// Decide a request of `cost` (≥ 1) at `now`: at most `limit` per window of
 /// `period` ns (≥ 1).
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "period ≥ 1; cost ≤ left = limit − count, so count + cost ≤ limit"
+)]
 pub fn decide(state: u64, now: u64, cost: u32, limit: u32, period: u64) -> Outcome {
     let period = period.max(1);
     let cost = cost.max(1);
@@ -107,6 +115,10 @@ pub fn decide(state: u64, now: u64, cost: u32, limit: u32, period: u64) -> Outco
 }
 
 /// Fraction of the window's limit in use at `now`, in 32-bit fixed point.
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "limit ≥ 1 there; count·2^32 fits in u64 as count < 2^32"
+)]
 pub fn debt(state: u64, now: u64, limit: u32, period: u64) -> u32 {
     let count = view(state, now, limit, period.max(1)).count;
     if count == 0 || limit == 0 {
@@ -116,24 +128,30 @@ pub fn debt(state: u64, now: u64, limit: u32, period: u64) -> u32 {
     f.min(u32::MAX as u64) as u32
 }
 
-/// One state at least as strict as both `a` and `b` at `now`.
-pub fn merge(a: u64, b: u64, now: u64, period: u64) -> u64 {
+/// One state at least as strict as both `a` and `b` at `now` and at every
+/// later time: each as [`decide`] would see it at `now` (a window the clock
+/// stepped back from keeps its count, a wild one is the current window,
+/// full), the later window, and both counts in it.
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "period ≥ 1 (clamped on entry)"
+)]
+pub fn merge(a: u64, b: u64, now: u64, limit: u32, period: u64) -> u64 {
     let period = period.max(1);
     let cur = (now / period) as u32;
-    let count = |s: u64| {
-        let (index, count) = unpack(s);
-        if index == cur {
-            count
-        } else {
-            0
-        }
-    };
-    let sum = count(a).saturating_add(count(b));
-    if sum == 0 {
-        a.max(b)
-    } else {
-        pack(cur, sum)
+    let (va, vb) = (view(a, now, limit, period), view(b, now, limit, period));
+    let count = va.count.saturating_add(vb.count);
+    if count == 0 {
+        return a.max(b);
     }
+    // Both views are at most PLAUSIBLY_AHEAD windows ahead of `cur`.
+    let ahead = |v: &View| v.index.wrapping_sub(cur);
+    let index = if ahead(&va) >= ahead(&vb) {
+        va.index
+    } else {
+        vb.index
+    };
+    pack(index, count)
 }
 
 #[cfg(test)]
@@ -190,11 +208,49 @@ mod tests {
     }
 
     #[test]
-    fn merge_adds_counts_in_the_current_window() {
+    fn merge_adds_counts_and_keeps_the_later_window() {
         let a = pack(2, 2);
         let b = pack(2, 1);
-        assert_eq!(merge(a, b, 2 * P, P), pack(2, 3));
-        assert_eq!(merge(a, pack(1, 3), 2 * P, P), pack(2, 2));
+        assert_eq!(merge(a, b, 2 * P, 9, P), pack(2, 3));
+        assert_eq!(
+            merge(a, pack(1, 3), 2 * P, 9, P),
+            pack(2, 2),
+            "a past window is fresh"
+        );
+        assert_eq!(
+            merge(a, pack(3, 3), 2 * P, 9, P),
+            pack(3, 5),
+            "a later window wins"
+        );
+        assert_eq!(merge(pack(3, 3), a, 2 * P, 9, P), pack(3, 5));
+        assert_eq!(
+            merge(0, pack(900, 1), 2 * P, 9, P),
+            pack(2, 9),
+            "a wild window is full"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever two states that are not wild at `now` (a wild one is
+        /// clamped where it is seen), the merge denies whenever either state
+        /// would, now and in every later window.
+        #[test]
+        fn a_merged_state_is_at_least_as_strict_as_either(
+            da in -3i64..=2, ca in 0u32..6, db in -3i64..=2, cb in 0u32..6,
+            now in 3 * P..8 * P, later in 0u64..4 * P, cost in 1u32..4, limit in 1u32..6,
+        ) {
+            let cur = (now / P) as i64;
+            let (a, b) = (pack((cur + da) as u32, ca), pack((cur + db) as u32, cb));
+            let m = merge(a, b, now, limit, P);
+            for t in [now, now + later] {
+                let dm = decide(m, t, cost, limit, P);
+                for s in [a, b] {
+                    if !decide(s, t, cost, limit, P).allowed {
+                        proptest::prop_assert!(!dm.allowed, "{s:x} denies at {t}, merge {m:x} allows");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,11 +2,18 @@
 //! bounded relocation (cuckoo moves between a key's two buckets, up to two
 //! deep), and only then the candidate with the smallest fraction of its
 //! burst in use.
+//!
+//! On the way, a frozen slot (a relocation some mover left half done,
+//! perhaps because its process died) is finished or undone, so no crash
+//! leaves a slot unusable; and a slot of the very key being inserted means
+//! another inserter got there first: the caller looks the key up again
+//! instead of overwriting that fresh state.
 
 use super::slot::{
-    self, expired, kind_of, relocate, tag_of, word_of, Cells, Kind, Rules, BUCKET_SLOTS,
+    self, expired, help_move, identity, kind_of, relocate, tag_of, word_of, Cells, Kind, Rules,
+    BUCKET_SLOTS, MAX_RETRIES,
 };
-use crate::hash;
+use super::tag;
 
 /// Where a new key may go.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -31,6 +38,8 @@ pub enum Room {
     },
     /// Every candidate is an unexpired marker.
     None,
+    /// A slot of the key itself appeared since it was looked up: look again.
+    Raced,
 }
 
 fn is_free<R: Rules>(rules: &R, v: u128, now: u64) -> bool {
@@ -50,7 +59,7 @@ fn free_in_bucket<C: Cells, R: Rules>(
     now: u64,
 ) -> Option<(usize, u128)> {
     (0..BUCKET_SLOTS)
-        .map(|j| b as usize * BUCKET_SLOTS + j)
+        .map(|j| slot::index(b, j))
         .filter(|&i| i != skip)
         .map(|i| (i, cells.load(i)))
         .find(|&(_, v)| is_free(rules, v, now))
@@ -60,14 +69,38 @@ fn free_in_bucket<C: Cells, R: Rules>(
 pub fn room<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Room {
     let slots = slot::candidates(tag, cells.mask());
     let mut values = [0u128; 2 * BUCKET_SLOTS];
-    for (v, &i) in values.iter_mut().zip(&slots) {
-        *v = cells.load(i);
-        if *v == 0 {
-            return Room::Free { pos: i, old: 0 };
+    'read: for _ in 0..MAX_RETRIES {
+        for (v, &i) in values.iter_mut().zip(&slots) {
+            *v = cells.load(i);
+            if *v != 0 && identity(*v) == tag {
+                return Room::Raced;
+            }
+            if kind_of(*v) == Kind::Frozen {
+                // Finish or undo the move, then read the buckets again.
+                help_move(cells, identity(*v), i, *v);
+                continue 'read;
+            }
+        }
+        return choose(cells, rules, &slots, &values, now);
+    }
+    Room::None
+}
+
+/// [`room`] once the candidates are read and none is frozen or the key's own.
+fn choose<C: Cells, R: Rules>(
+    cells: &C,
+    rules: &R,
+    slots: &[usize; 2 * BUCKET_SLOTS],
+    values: &[u128; 2 * BUCKET_SLOTS],
+    now: u64,
+) -> Room {
+    if let Some(k) = values.iter().position(|&v| v == 0) {
+        if let Some(&pos) = slots.get(k) {
+            return Room::Free { pos, old: 0 };
         }
     }
     let mut victim: Option<(usize, u128, u32)> = None;
-    for (&v, &i) in values.iter().zip(&slots) {
+    for (&v, &i) in values.iter().zip(slots) {
         // An empty slot first (above), then an expired marker or a key
         // that is fully replenished.
         if is_free(rules, v, now) {
@@ -80,7 +113,7 @@ pub fn room<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Roo
             }
         }
     }
-    if let Some(room) = relocate_for(cells, rules, &slots, now) {
+    if let Some(room) = relocate_for(cells, rules, slots, now) {
         return room;
     }
     match victim {
@@ -109,7 +142,7 @@ fn relocate_for<C: Cells, R: Rules>(
                 continue;
             }
             let stag = tag_of(sv);
-            let a = hash::alt((s / BUCKET_SLOTS) as u64, stag, mask);
+            let a = tag::alt((s / BUCKET_SLOTS) as u64, stag, mask);
             if a as usize == s / BUCKET_SLOTS {
                 continue;
             }
@@ -122,12 +155,12 @@ fn relocate_for<C: Cells, R: Rules>(
                 continue;
             }
             for j in 0..BUCKET_SLOTS {
-                let u = a as usize * BUCKET_SLOTS + j;
+                let u = slot::index(a, j);
                 let uv = cells.load(u);
                 if kind_of(uv) != Kind::Live {
                     continue;
                 }
-                let a2 = hash::alt(a, tag_of(uv), mask);
+                let a2 = tag::alt(a, tag_of(uv), mask);
                 if a2 == a {
                     continue;
                 }

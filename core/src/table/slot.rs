@@ -16,10 +16,16 @@
 //!   a move freezes its source before the destination goes live;
 //! - a charge is undone only by a CAS from exactly the value it wrote;
 //! - a process that dies mid-operation leaves markers that expire after
-//!   [`MARKER_TTL`] ns of the caller's clock, or a frozen slot that the next
-//!   visitor finishes moving or thaws.
+//!   [`MARKER_TTL`] ns of the callers' clock, or a frozen slot that the next
+//!   visitor of its bucket (a lookup of that key, or an insert of any key
+//!   choosing room there) finishes moving or thaws;
+//! - an inserter that loses a race with another inserter of the same key
+//!   puts back what it claimed.
+//!
+//! `now` in this module is the table's judged time (see [`super::clock`]),
+//! never a clock a single caller can push arbitrarily far ahead.
 
-use crate::hash::{self, FLAG_MASK, FLAG_SHIFT, IDENTITY_MASK};
+use super::tag::{self, FLAG_MASK, FLAG_SHIFT, IDENTITY_MASK};
 
 /// How long a claim or incoming marker holds before anyone may clear it.
 pub const MARKER_TTL: u64 = 1_000_000;
@@ -41,6 +47,14 @@ pub enum Kind {
     Incoming,
     /// A live slot being relocated.
     Frozen,
+}
+
+/// The index of position `j` of bucket `b`. Tables have at most 2^26
+/// buckets, so this never overflows; it wraps rather than panic on an
+/// impossible bucket, and the cells then read such an index as empty.
+#[inline(always)]
+pub const fn index(b: u64, j: usize) -> usize {
+    (b as usize).wrapping_mul(BUCKET_SLOTS).wrapping_add(j)
 }
 
 /// Pack a tag and word into a slot value.
@@ -109,8 +123,7 @@ pub trait Cells {
     /// Load the slots of bucket `b`, one after the other.
     #[inline]
     fn load_bucket(&self, b: u64) -> [u128; BUCKET_SLOTS] {
-        let base = b as usize * BUCKET_SLOTS;
-        core::array::from_fn(|j| self.load(base + j))
+        core::array::from_fn(|j| self.load(index(b, j)))
     }
     /// Load the slots of bucket `b`, one after the other, and report those
     /// whose identity is `tag`: how many, and one of them (slot index and
@@ -118,12 +131,11 @@ pub trait Cells {
     /// exactly one.
     #[inline]
     fn match_bucket(&self, b: u64, tag: u64) -> (u32, usize, u128) {
-        let base = b as usize * BUCKET_SLOTS;
-        let mut hit = (0, 0, 0);
+        let mut hit = (0u32, 0, 0);
         for j in 0..BUCKET_SLOTS {
-            let v = self.load(base + j);
+            let v = self.load(index(b, j));
             if identity(v) == tag {
-                hit = (hit.0 + 1, base + j, v);
+                hit = (hit.0.saturating_add(1), index(b, j), v);
             }
         }
         hit
@@ -143,13 +155,14 @@ pub trait Rules {
 
 /// The eight slot indices of a tag's two candidate buckets.
 pub fn candidates(tag: u64, mask: u64) -> [usize; 2 * BUCKET_SLOTS] {
-    let (b1, b2) = hash::buckets(tag, mask);
-    let mut out = [0; 2 * BUCKET_SLOTS];
-    for j in 0..BUCKET_SLOTS {
-        out[j] = b1 as usize * BUCKET_SLOTS + j;
-        out[BUCKET_SLOTS + j] = b2 as usize * BUCKET_SLOTS + j;
-    }
-    out
+    let (b1, b2) = tag::buckets(tag, mask);
+    core::array::from_fn(|k| {
+        if k < BUCKET_SLOTS {
+            index(b1, k)
+        } else {
+            index(b2, k.wrapping_sub(BUCKET_SLOTS))
+        }
+    })
 }
 
 /// Result of looking a key up.
@@ -164,11 +177,9 @@ pub enum Found {
     },
     /// The key has no slot: its state is fresh.
     Absent,
-    /// Another inserter holds an unexpired claim for the key until `until`.
-    Busy {
-        /// The claim's expiry.
-        until: u64,
-    },
+    /// Another inserter holds an unexpired claim for the key (or racing
+    /// writers never settled): try again.
+    Busy,
 }
 
 /// Look up `tag` in its two buckets, helping any relocation of it along,
@@ -178,7 +189,7 @@ pub fn find<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Fou
     // The common cases in one pass over both buckets: no slot of the key
     // (absent), or exactly one and it is live. Anything else (a marker, a
     // duplicate) takes the full lookup, which reads the slots again.
-    let (b1, b2) = hash::buckets(tag, cells.mask());
+    let (b1, b2) = tag::buckets(tag, cells.mask());
     let (n1, p1, v1) = cells.match_bucket(b1, tag);
     // One bucket only (a table of one bucket): don't count its slots twice.
     let (n2, p2, v2) = if b2 != b1 {
@@ -202,7 +213,7 @@ fn find_slow<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Fo
     let slots = candidates(tag, cells.mask());
     'retry: for _ in 0..MAX_RETRIES {
         let mut live: Option<(usize, u128)> = None;
-        let mut busy: Option<u64> = None;
+        let mut busy = false;
         for &i in &slots {
             let v = cells.load(i);
             if identity(v) != tag {
@@ -227,7 +238,7 @@ fn find_slow<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Fo
                         let _ = cells.cas(i, v, 0);
                         continue 'retry;
                     }
-                    busy = Some(word_of(v));
+                    busy = true;
                 }
                 Kind::Incoming => {
                     // The key is live in the other bucket; a stale
@@ -241,13 +252,11 @@ fn find_slow<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Fo
         }
         return match (live, busy) {
             (Some((pos, value)), _) => Found::Live { pos, value },
-            (None, Some(until)) => Found::Busy { until },
-            (None, None) => Found::Absent,
+            (None, true) => Found::Busy,
+            (None, false) => Found::Absent,
         };
     }
-    Found::Busy {
-        until: now.saturating_add(1),
-    }
+    Found::Busy
 }
 
 /// Two live slots of one key (only a lookup racing a relocation can make
@@ -274,10 +283,10 @@ fn merge_duplicate<C: Cells, R: Rules>(
 pub fn help_move<C: Cells>(cells: &C, tag: u64, i: usize, v: u128) {
     let mask = cells.mask();
     let b = (i / BUCKET_SLOTS) as u64;
-    let other = hash::alt(b, tag, mask) as usize;
+    let other = tag::alt(b, tag, mask);
     let state = word_of(v);
     for j in 0..BUCKET_SLOTS {
-        let q = other * BUCKET_SLOTS + j;
+        let q = index(other, j);
         if q == i {
             continue;
         }
@@ -339,17 +348,36 @@ pub fn relocate<C: Cells>(
     true
 }
 
-/// Outcome of trying to insert a key.
+/// Outcome of trying to store a new key in a chosen slot.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Inserted {
     /// The key is live at `pos` with the requested state.
     At(usize),
-    /// Another slot of the key appeared: look it up again.
-    Raced,
+    /// The slot changed before it could be claimed: nothing was touched.
+    Missed,
+    /// The slot was claimed, then another slot of the key appeared (or the
+    /// claim expired under us): the slot's old content was put back if it
+    /// could be (`restored`), and the key must be looked up again.
+    Yielded {
+        /// Whether the slot holds its old content again.
+        restored: bool,
+    },
+}
+
+impl Inserted {
+    /// Whether this insert held the slot for a while: its old content was
+    /// out of the table meanwhile, so a key in debt there was evicted, if
+    /// only for a moment (its owner may have been admitted from a fresh
+    /// state meanwhile). Such evictions are counted like the others.
+    pub const fn displaced(self) -> bool {
+        !matches!(self, Inserted::Missed)
+    }
 }
 
 /// Claim `pos` (currently `old`) for `tag`, check that no other slot of the
-/// key exists, and store `state`.
+/// key exists, and store `state`. A claim that has to yield puts `old` back
+/// (by a CAS from exactly the claim), so a race between two inserters of one
+/// key destroys nobody's state.
 pub fn claim_and_store<C: Cells>(
     cells: &C,
     tag: u64,
@@ -360,16 +388,17 @@ pub fn claim_and_store<C: Cells>(
 ) -> Inserted {
     let claim = pack(marked(tag, Kind::Claim), now.saturating_add(MARKER_TTL));
     if cells.cas(pos, old, claim).is_err() {
-        return Inserted::Raced;
+        return Inserted::Missed;
     }
     if other_slot_exists(cells, tag, pos) {
-        let _ = cells.cas(pos, claim, 0);
-        return Inserted::Raced;
+        let restored = cells.cas(pos, claim, old).is_ok();
+        return Inserted::Yielded { restored };
     }
     match cells.cas(pos, claim, pack(tag, state)) {
         Ok(()) => Inserted::At(pos),
-        // Our claim expired and was cleared under us.
-        Err(_) => Inserted::Raced,
+        // Our claim expired and was cleared (or reused) under us: whatever
+        // the slot holds now is someone else's.
+        Err(_) => Inserted::Yielded { restored: false },
     }
 }
 
@@ -382,9 +411,9 @@ fn other_slot_exists<C: Cells>(cells: &C, tag: u64, mine: usize) -> bool {
     for pass in 0..MAX_RETRIES {
         let mut seen = [0u128; 2 * BUCKET_SLOTS];
         let mut found = false;
-        for (k, &i) in slots.iter().enumerate() {
-            seen[k] = cells.load(i);
-            if i != mine && identity(seen[k]) == tag {
+        for (v, &i) in seen.iter_mut().zip(&slots) {
+            *v = cells.load(i);
+            if i != mine && identity(*v) == tag {
                 found = true;
             }
         }

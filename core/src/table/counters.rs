@@ -1,0 +1,162 @@
+//! Statistics, striped over several cache lines so that no single line is
+//! written by every decision: a decision adds to the stripe its key's tag
+//! picks (one relaxed atomic add), and a reader sums the stripes.
+//!
+//! What a reader may rely on: every counter only grows (wrapping at 2^64,
+//! which no table reaches in practice; another process's stray write to
+//! shared memory can break that, and sums wrap rather than fail), each
+//! increment is counted exactly once, and at quiescence (no decision in
+//! flight) the sums are exact. While decisions run, a sum may miss the
+//! increments of decisions still in flight, never more.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::rule::MAX_RULES;
+
+/// Counter stripes.
+pub const STRIPES: usize = 8;
+
+/// What a decision's binding rule counts, per rule.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Outcome {
+    /// Allowed (charged).
+    Allowed = 0,
+    /// Denied (also: a cost that never fits).
+    Limited = 1,
+    /// Denied on a dry-run handle: would have been limited, was allowed.
+    DryRunLimited = 2,
+    /// The rule is unlimited and made the request exempt.
+    Exempt = 3,
+}
+
+/// Per-rule outcome counters.
+pub const OUTCOMES: usize = 4;
+
+/// One stripe of counters.
+#[repr(C, align(64))]
+pub struct Stripe {
+    /// Per rule and [`Outcome`]: decisions with that rule binding.
+    pub(crate) rules: [[AtomicU64; OUTCOMES]; MAX_RULES],
+    /// Requests that matched no rule.
+    pub(crate) unmatched: AtomicU64,
+    /// Requests refused with an error (a missing subject, say).
+    pub(crate) errors: AtomicU64,
+    /// Keys inserted.
+    pub(crate) inserts: AtomicU64,
+    /// Inserts that replaced a live key (replenished or not).
+    pub(crate) evicted: AtomicU64,
+    /// Inserts that replaced a key still in debt.
+    pub(crate) evicted_in_debt: AtomicU64,
+    /// Inserts that found every candidate in debt and were refused or
+    /// admitted untracked by the policy.
+    pub(crate) full: AtomicU64,
+}
+
+impl Stripe {
+    /// A stripe of zero counters.
+    pub const fn new() -> Stripe {
+        Stripe {
+            rules: [const { [const { AtomicU64::new(0) }; OUTCOMES] }; MAX_RULES],
+            unmatched: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            inserts: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            evicted_in_debt: AtomicU64::new(0),
+            full: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Default for Stripe {
+    fn default() -> Stripe {
+        Stripe::new()
+    }
+}
+
+/// The counters of one table.
+#[derive(Copy, Clone)]
+pub struct Counters<'m> {
+    stripes: &'m [Stripe],
+}
+
+/// A global counter.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Global {
+    /// See [`Stripe::unmatched`].
+    Unmatched,
+    /// See [`Stripe::errors`].
+    Errors,
+    /// See [`Stripe::inserts`].
+    Inserts,
+    /// See [`Stripe::evicted`].
+    Evicted,
+    /// See [`Stripe::evicted_in_debt`].
+    EvictedInDebt,
+    /// See [`Stripe::full`].
+    Full,
+}
+
+impl<'m> Counters<'m> {
+    pub(crate) fn new(stripes: &'m [Stripe]) -> Self {
+        Counters { stripes }
+    }
+
+    #[inline(always)]
+    fn stripe(&self, spread: u64) -> Option<&'m Stripe> {
+        let n = self.stripes.len().max(1) as u64;
+        self.stripes
+            .get((spread >> 40).checked_rem(n).unwrap_or(0) as usize)
+    }
+
+    /// Count one decision of `rule` with `outcome`, in the stripe `spread`
+    /// (a tag, or any well-mixed word) picks.
+    #[inline(always)]
+    pub fn rule(&self, spread: u64, rule: u8, outcome: Outcome) {
+        if let Some(c) = self
+            .stripe(spread)
+            .and_then(|s| s.rules.get(rule as usize))
+            .and_then(|r| r.get(outcome as usize))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count one event of a global counter.
+    #[inline]
+    pub fn add(&self, spread: u64, which: Global) {
+        if let Some(s) = self.stripe(spread) {
+            s.global(which).fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A per-rule counter summed over the stripes.
+    pub fn rule_sum(&self, rule: usize, outcome: Outcome) -> u64 {
+        self.stripes
+            .iter()
+            .filter_map(|s| s.rules.get(rule)?.get(outcome as usize))
+            .map(|c| c.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
+    /// A global counter summed over the stripes.
+    pub fn sum(&self, which: Global) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.global(which).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+impl Stripe {
+    fn global(&self, which: Global) -> &AtomicU64 {
+        match which {
+            Global::Unmatched => &self.unmatched,
+            Global::Errors => &self.errors,
+            Global::Inserts => &self.inserts,
+            Global::Evicted => &self.evicted,
+            Global::EvictedInDebt => &self.evicted_in_debt,
+            Global::Full => &self.full,
+        }
+    }
+}
