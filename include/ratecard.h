@@ -17,6 +17,13 @@
  *     (NULL, len > 0) is RATECARD_INVALID_ARGUMENT. A non-NULL pointer must be
  *     valid for len bytes for the duration of the call (the library keeps no
  *     pointer into caller data: custom rule tables are copied).
+ *   - Structs passed in (requests, configurations, rules, decisions handed
+ *     back) may sit at any alignment: the library copies them. Handles must
+ *     be the pointers the library returned (a misaligned one is
+ *     RATECARD_INVALID_ARGUMENT).
+ *   - HTTP hosts answer through ratecard_write_response(): 429 with its
+ *     fields and body on an enforced denial, and RATECARD_FAIL_CLOSED_STATUS
+ *     (503) when a check fails, unless configured to fail open.
  *   - Handles (ratecard_limiter) are opaque. A handle may be used by any
  *     number of threads at once; ratecard_limiter_free() must not race with
  *     other calls on the same handle. Nothing blocks, nothing allocates per
@@ -41,8 +48,11 @@
  *     `= {0}` or designated initialisers).
  *   - ratecard_request and ratecard_route are frozen: new request inputs
  *     come as new functions.
- *   - Structs the library writes (ratecard_decision, ratecard_stats) end with
- *     reserved words that the library zeroes and a later version may fill.
+ *   - Structs the library writes (ratecard_decision, ratecard_stats,
+ *     ratecard_response, ...) end with reserved words that the library
+ *     zeroes and a later version may fill.
+ *   - ratecard_config carries `flags` (RATECARD_CONFIG_*): unknown bits are
+ *     RATECARD_INVALID_ARGUMENT, so a program never silently loses an option.
  */
 
 
@@ -75,7 +85,9 @@
 
 /**
  * Instance kind (ratecard_rule.kind): the rule applies to every instance.
- * As ratecard_config.unknown_kind: the default, development.
+ * As ratecard_config.unknown_kind: the default, development (and how
+ * ratecard_limiter_config() reports development, so the default reads
+ * back as it was written).
  */
 #define RATECARD_KIND_ANY 0
 
@@ -123,6 +135,13 @@
 #define RATECARD_ALGORITHM_FIXED_WINDOW 2
 
 /**
+ * ratecard_config.flags: compare the literal segments of route patterns
+ * ignoring ASCII case (`/V1/Client/SIGN_INS` is the sign-in route), for
+ * upstreams that route case-insensitively; captured ids keep their case.
+ */
+#define RATECARD_CONFIG_FOLD_CASE 1
+
+/**
  * ratecard_request.api: the Frontend API, keyed by client IP.
  */
 #define RATECARD_API_FRONTEND 1
@@ -136,6 +155,20 @@
  * ratecard_decision.rule of a request that matched no rule.
  */
 #define RATECARD_NO_RULE UINT32_MAX
+
+/**
+ * The HTTP status every host answers with when it fails closed (the
+ * limiter could not decide: an error status, a Redis that is down under
+ * the fail-closed policy): 503 Service Unavailable, a transient condition
+ * of the server that clients and load balancers retry. A 429 would blame
+ * the client; a 500 says nothing about retrying.
+ */
+#define RATECARD_FAIL_CLOSED_STATUS 503
+
+/**
+ * The HTTP status of an enforced denial (Clerk's).
+ */
+#define RATECARD_LIMITED_STATUS 429
 
 /**
  * A limiter: a rule table and a configuration over a state table, in memory
@@ -306,36 +339,71 @@ typedef struct ratecard_config {
    */
   size_t rules_len;
   /**
+   * RATECARD_CONFIG_* bits; an unknown bit is RATECARD_INVALID_ARGUMENT.
+   */
+  uint32_t flags;
+  /**
    * Must be zero.
    */
-  uint64_t reserved[4];
+  uint32_t reserved32;
+  /**
+   * Must be zero.
+   */
+  uint64_t reserved[3];
 } ratecard_config;
 
 /**
  * Counters of a table, summed over every handle attached to it.
  *
+ * What a reader may rely on: every counter only grows between restarts of
+ * the table (it wraps at 2^64), each decision is counted once (peeks are
+ * not counted), and with no decision in flight the sums are exact; while
+ * decisions run, a sum may miss those still in flight, never more.
+ *
  * Written by the library: `reserved` words are zeroed.
  */
 typedef struct ratecard_stats {
   /**
-   * Decisions allowed (exempt ones included; unmatched ones not counted).
+   * Decisions allowed (charged).
    */
   uint64_t allowed;
   /**
-   * Decisions denied (dry-run denials included).
+   * Decisions denied and enforced (a cost that never fits included).
    */
-  uint64_t denied;
+  uint64_t limited;
   /**
-   * Inserts that evicted a key still in debt.
+   * Would-be denials on dry-run handles.
    */
-  uint64_t evicted;
+  uint64_t dry_run_limited;
+  /**
+   * Requests exempt from every rule (GET /v1/jwks).
+   */
+  uint64_t exempt;
+  /**
+   * Requests that matched no rule.
+   */
+  uint64_t unmatched;
+  /**
+   * Requests refused with an error status (a missing subject, an IP of
+   * the wrong length).
+   */
+  uint64_t errors;
   /**
    * Keys inserted.
    */
   uint64_t inserts;
   /**
-   * Requests refused or admitted untracked because the table was full of
-   * keys in debt (RATECARD_POLICY_DENY and RATECARD_POLICY_ADMIT).
+   * Inserts that replaced a live key (fully replenished or not).
+   */
+  uint64_t evicted;
+  /**
+   * Inserts that replaced a key still in debt (each may let that key
+   * exceed its limit once).
+   */
+  uint64_t evicted_in_debt;
+  /**
+   * Inserts that found every candidate in debt and were refused or
+   * admitted untracked (RATECARD_POLICY_DENY, RATECARD_POLICY_ADMIT).
    */
   uint64_t full;
   /**
@@ -353,11 +421,73 @@ typedef struct ratecard_stats {
 } ratecard_stats;
 
 /**
+ * One rule's decisions, by the rule that bound them (same guarantees as
+ * ratecard_stats).
+ */
+typedef struct ratecard_rule_stats {
+  /**
+   * Allowed with this rule binding.
+   */
+  uint64_t allowed;
+  /**
+   * Denied (enforced) with this rule binding.
+   */
+  uint64_t limited;
+  /**
+   * Would-be denials on dry-run handles.
+   */
+  uint64_t dry_run_limited;
+  /**
+   * Made exempt by this (unlimited) rule.
+   */
+  uint64_t exempt;
+  /**
+   * Zero.
+   */
+  uint64_t reserved[2];
+} ratecard_rule_stats;
+
+/**
+ * One rule's quota, as the table enforces it.
+ */
+typedef struct ratecard_rule_info {
+  /**
+   * RATECARD_API_FRONTEND or RATECARD_API_BACKEND.
+   */
+  uint32_t api;
+  /**
+   * Requests per period; 0 = unlimited (exempt).
+   */
+  uint32_t limit;
+  /**
+   * The period in nanoseconds.
+   */
+  uint64_t period_ns;
+  /**
+   * The burst as enforced (1 in pace mode).
+   */
+  uint32_t burst;
+  /**
+   * RATECARD_SCOPE_*.
+   */
+  uint8_t scope;
+  /**
+   * RATECARD_ALGORITHM_GCRA or RATECARD_ALGORITHM_FIXED_WINDOW, as
+   * enforced.
+   */
+  uint8_t algorithm;
+  /**
+   * Zero.
+   */
+  uint64_t reserved[2];
+} ratecard_rule_info;
+
+/**
  * One request to decide. Every byte string is a pointer and a length, not
  * NUL-terminated, not required to be UTF-8; `(NULL, 0)` is empty.
  *
  * Frozen layout: later inputs come with new functions, never by changing
- * this struct.
+ * this struct. It may sit at any alignment.
  */
 typedef struct ratecard_request {
   /**
@@ -469,6 +599,53 @@ typedef struct ratecard_decision {
    */
   uint64_t reserved[4];
 } ratecard_decision;
+
+/**
+ * Where one response field sits in the caller's buffer.
+ */
+typedef struct ratecard_field {
+  /**
+   * Offset of the value in the buffer.
+   */
+  size_t offset;
+  /**
+   * Its length; 0 when the field is absent.
+   */
+  size_t len;
+} ratecard_field;
+
+/**
+ * What to send back for a decision, written by ratecard_write_response():
+ * every value sits in the caller's buffer (no field name, no NUL).
+ */
+typedef struct ratecard_response {
+  /**
+   * RATECARD_LIMITED_STATUS (429) for an enforced denial; 0 when the
+   * request goes on (allowed, dry-run denial, exempt, unmatched).
+   */
+  uint32_t status;
+  /**
+   * The Retry-After value (denials a wait can cure).
+   */
+  struct ratecard_field retry_after;
+  /**
+   * The RateLimit-Policy value (every limited rule the request matched).
+   */
+  struct ratecard_field ratelimit_policy;
+  /**
+   * The RateLimit value (the binding rule).
+   */
+  struct ratecard_field ratelimit;
+  /**
+   * Clerk's 429 JSON body, to send with Content-Type: application/json
+   * (enforced denials only).
+   */
+  struct ratecard_field body;
+  /**
+   * Zero.
+   */
+  uint64_t reserved[2];
+} ratecard_response;
 
 /**
  * Success.
@@ -613,7 +790,7 @@ const char *ratecard_status_str(ratecard_status status);
  * Fill `*out` with the defaults: capacity 65536, seed from the operating
  * system, IPv6 /64, enforcing (no dry run), RATECARD_POLICY_EVICT, unknown
  * key prefixes are development instances, no pace mode, each rule's own
- * algorithm, the built-in Clerk table, reserved words zero.
+ * algorithm, the built-in Clerk table, no flags, reserved words zero.
  *
  * `out` NULL: does nothing.
  */
@@ -622,14 +799,17 @@ void ratecard_config_default(struct ratecard_config *out);
 /**
  * Write the configuration in force on `limiter` to `*out`: the table's
  * recorded values (capacity after rounding, IPv6 prefix, policy, unknown
- * key kind, pace mode, algorithm) and this handle's own dry run and policy.
- * The seed is never handed out (`seed` NULL, `seed_len` 0); `rules` is NULL
- * and `rules_len` the number of rules; reserved words are zero. A host uses
+ * key kind, pace mode, algorithm, flags) and this handle's own dry run and
+ * policy, in the form ratecard_config_default() writes them (an unknown
+ * key kind of development reads back as RATECARD_KIND_ANY). The seed is
+ * never handed out (`seed` NULL, `seed_len` 0); `rules` is NULL and
+ * `rules_len` the number of rules; reserved words are zero. A host uses
  * it to notice, on reload, that its configuration no longer matches a
  * table it attached to.
  *
  * Thread safety: reads only the handle. Statuses: RATECARD_OK,
- * RATECARD_NULL_ARGUMENT.
+ * RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT (a pointer no handle
+ * has).
  */
 ratecard_status ratecard_limiter_config(const struct ratecard_limiter *limiter,
                                         struct ratecard_config *out);
@@ -643,12 +823,12 @@ size_t ratecard_limiter_bytes(uint32_t capacity);
 
 /**
  * Create a limiter in memory the library allocates (64-byte aligned,
- * ratecard_limiter_bytes(config->capacity) bytes). Free it with
+ * zeroed, ratecard_limiter_bytes(config->capacity) bytes). Free it with
  * ratecard_limiter_free().
  *
  * `config` NULL: the defaults (see ratecard_config_default()). A custom
  * rule table in `config` is copied: the caller's rules may be freed after
- * the call.
+ * the call. `config`, its rules and routes may have any alignment.
  *
  * Returns RATECARD_OK and sets `*out`; or RATECARD_NULL_ARGUMENT (`out`),
  * RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CONFIG, RATECARD_INVALID_RULES,
@@ -664,7 +844,10 @@ ratecard_status ratecard_limiter_new(const struct ratecard_config *config,
  * least ratecard_limiter_bytes(config->capacity) bytes; a MAP_SHARED
  * mapping (or an nginx shared zone) lets other processes join with
  * ratecard_limiter_attach(). The memory must stay mapped until every
- * handle on it is freed; ratecard_limiter_free() never writes it.
+ * handle on it is freed; ratecard_limiter_free() never writes it. Large
+ * tables in memory the caller maps may ask for huge pages (Linux:
+ * madvise(MADV_HUGEPAGE) on the mapping, or MAP_HUGETLB) before this call:
+ * one TLB entry then covers 2 MiB of slots.
  *
  * `config` NULL: the defaults. Call once per region, before any attach.
  *
@@ -718,32 +901,44 @@ void ratecard_limiter_free(struct ratecard_limiter *limiter);
 
 /**
  * Counters of the limiter's table, summed over every handle and process on
- * it. The occupancy is a scan of the whole table: for monitoring, not for
- * every request.
+ * it (see ratecard_stats for what they promise). The occupancy is a scan
+ * of the whole table: for monitoring, not for every request.
  *
- * Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT.
+ * Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT,
+ * RATECARD_INVALID_ARGUMENT.
  */
 ratecard_status ratecard_limiter_stats(const struct ratecard_limiter *limiter,
                                        struct ratecard_stats *out);
 
 /**
- * Decisions allowed and denied with rule `rule` binding, over every handle
- * on the table.
+ * Decisions with rule `rule` binding, over every handle on the table.
  *
- * Returns RATECARD_OK and sets both outputs, or RATECARD_NULL_ARGUMENT,
- * RATECARD_UNKNOWN_RULE.
+ * Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT,
+ * RATECARD_INVALID_ARGUMENT, RATECARD_UNKNOWN_RULE.
  */
-ratecard_status ratecard_rule_stats(const struct ratecard_limiter *limiter,
-                                    uint32_t rule,
-                                    uint64_t *allowed,
-                                    uint64_t *denied);
+ratecard_status ratecard_limiter_rule_stats(const struct ratecard_limiter *limiter,
+                                            uint32_t rule,
+                                            struct ratecard_rule_stats *out);
 
 /**
  * The number of rules in the limiter's table; rules are numbered from 0.
  *
- * Returns RATECARD_OK and sets `*out`, or RATECARD_NULL_ARGUMENT.
+ * Returns RATECARD_OK and sets `*out`, or RATECARD_NULL_ARGUMENT,
+ * RATECARD_INVALID_ARGUMENT.
  */
 ratecard_status ratecard_rule_count(const struct ratecard_limiter *limiter, uint32_t *out);
+
+/**
+ * Describe rule `rule`: API, limit, period, burst and algorithm as
+ * enforced (with the configuration's pace mode and algorithm applied), so
+ * bindings read Clerk's table from the library instead of copying it.
+ *
+ * Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT,
+ * RATECARD_INVALID_ARGUMENT, RATECARD_UNKNOWN_RULE.
+ */
+ratecard_status ratecard_limiter_rule_info(const struct ratecard_limiter *limiter,
+                                           uint32_t rule,
+                                           struct ratecard_rule_info *out);
 
 /**
  * The NUL-terminated name of rule `rule` (e.g. "fapi.sign_ins.create"),
@@ -768,15 +963,16 @@ ratecard_status ratecard_rule_find(const struct ratecard_limiter *limiter,
  * every user of the table; see ratecard_now_ns()), charging every matched
  * rule if it is allowed. A request is allowed only if every rule it
  * matches allows; a denied one consumes nothing. A request that matches no
- * rule is allowed with `rule` = RATECARD_NO_RULE.
+ * rule is allowed with `rule` = RATECARD_NO_RULE. `request` may have any
+ * alignment.
  *
  * Thread-safe; lock-free; does not allocate.
  *
  * Returns RATECARD_OK and fills `*out`; or RATECARD_NULL_ARGUMENT,
  * RATECARD_INVALID_ARGUMENT (a length without a pointer),
  * RATECARD_UNKNOWN_API, RATECARD_INVALID_IP, RATECARD_MISSING_SUBJECT.
- * A host should fail closed (answer 429 or 500) on an error unless
- * configured otherwise.
+ * A host fails closed on an error (RATECARD_FAIL_CLOSED_STATUS, 503)
+ * unless configured otherwise.
  */
 ratecard_status ratecard_check(const struct ratecard_limiter *limiter,
                                const struct ratecard_request *request,
@@ -825,7 +1021,9 @@ ratecard_status ratecard_peek_key(const struct ratecard_limiter *limiter,
 /**
  * Forget the state of every rule `request` matches, for its subject (for
  * example after a successful sign-in). `*cleared` is the number of slots
- * cleared (0 if none held state). `cost` is ignored.
+ * cleared (0 if none held state). `cost` is ignored. Other processes'
+ * handles see the reset at once; a host that caches denials near itself
+ * (the Redis mode) keeps its own cached denial until its Retry-After.
  *
  * Returns RATECARD_OK and sets `*cleared`; or the error statuses of
  * ratecard_check().
@@ -897,17 +1095,48 @@ ratecard_status ratecard_write_ratelimit(const struct ratecard_limiter *limiter,
 ratecard_status ratecard_write_429_body(uint8_t *buf, size_t buf_len, size_t *out_len);
 
 /**
+ * Write everything a host sends back for `decision` into `buf`, and say
+ * where each value went in `*out`: the status, Retry-After,
+ * RateLimit-Policy, RateLimit and Clerk's 429 body. One call for every
+ * HTTP host, so they all answer alike:
+ * - `status` 429: answer with it, the three fields (each only if its
+ *   length is not 0) and the body as `application/json`;
+ * - `status` 0: let the request go on; RateLimit-Policy and RateLimit may
+ *   be added to the upstream's response (empty for exempt and unmatched
+ *   requests);
+ * - a check that returned an error: no decision; answer
+ *   RATECARD_FAIL_CLOSED_STATUS (503) unless configured to fail open.
+ *
+ * Returns RATECARD_OK with `*out` filled and `*out_len` = bytes written;
+ * RATECARD_BUFFER_TOO_SHORT with `*out_len` = bytes needed (at most 1 KiB
+ * for Clerk's table), `*out` and the buffer untouched; or
+ * RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT.
+ */
+ratecard_status ratecard_write_response(const struct ratecard_limiter *limiter,
+                                        const struct ratecard_decision *decision,
+                                        uint8_t *buf,
+                                        size_t buf_len,
+                                        struct ratecard_response *out,
+                                        size_t *out_len);
+
+/**
  * Parse a textual client IP (`text`, `len` bytes, no NUL needed) into the
  * bytes ratecard_request.client_ip takes: IPv4 dotted quad -> 4 bytes;
  * IPv6 -> 16 bytes, except IPv4-mapped (`::ffff:1.2.3.4`) -> the 4 bytes of
  * the IPv4 client. Surrounding ASCII whitespace and one pair of brackets
  * (`[::1]`) are accepted; ports and zone ids are not.
  *
- * `out` must have room for 16 bytes. Returns RATECARD_OK, writing 4 or 16
- * bytes to `out` and that count to `*out_len`; or RATECARD_NULL_ARGUMENT,
+ * `out` has room for `out_cap` bytes (16 always suffice). Returns
+ * RATECARD_OK, writing 4 or 16 bytes to `out` and that count to
+ * `*out_len`; RATECARD_BUFFER_TOO_SHORT with `*out_len` = the bytes
+ * needed and `out` untouched; or RATECARD_NULL_ARGUMENT,
  * RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_IP_TEXT.
  */
-ratecard_status ratecard_ip_parse(const uint8_t *text, size_t len, uint8_t *out, size_t *out_len);
+ratecard_status ratecard_ip_parse(const uint8_t *text,
+                                  size_t len,
+                                  uint8_t *out,
+                                  size_t out_cap,
+                                  size_t *out_len);
 
 /**
  * The current CLOCK_MONOTONIC time in nanoseconds: the `now_ns` to pass to

@@ -3,7 +3,9 @@
 
 use std::ffi::c_char;
 
-use ratecard_core::Error;
+use ratecard_core::{CheckError, SetupError};
+
+use crate::limiter::ratecard_limiter;
 
 /// The result of a call: `RATECARD_OK` (0) or one of the `RATECARD_*`
 /// status codes below. Values are never reused; `ratecard_status_str()`
@@ -67,24 +69,31 @@ pub const RATECARD_PANIC: ratecard_status = 21;
 /// The monotonic clock could not be read.
 pub const RATECARD_CLOCK_UNAVAILABLE: ratecard_status = 22;
 
-/// The status for a core error. Exhaustive on purpose: a new core error
+/// The status for a check error. Exhaustive on purpose: a new core error
 /// must get its own status code before this crate builds again.
-pub(crate) fn status_of(e: Error) -> ratecard_status {
+pub(crate) fn check_status(e: CheckError) -> ratecard_status {
     match e {
-        Error::InvalidIp => RATECARD_INVALID_IP,
-        Error::MissingSubject => RATECARD_MISSING_SUBJECT,
-        Error::UnknownRule => RATECARD_UNKNOWN_RULE,
-        Error::InvalidConfig => RATECARD_INVALID_CONFIG,
-        Error::InvalidRules(_) => RATECARD_INVALID_RULES,
-        Error::Capacity => RATECARD_INVALID_CAPACITY,
-        Error::TooSmall => RATECARD_MEMORY_TOO_SMALL,
-        Error::Misaligned => RATECARD_MISALIGNED,
-        Error::Null => RATECARD_NULL_ARGUMENT,
-        Error::NotATable => RATECARD_NOT_A_TABLE,
-        Error::Corrupt => RATECARD_CORRUPT,
-        Error::NotSeeded => RATECARD_NOT_SEEDED,
-        Error::RulesMismatch => RATECARD_RULES_MISMATCH,
-        Error::NoLockFreeCas => RATECARD_NO_LOCK_FREE_CAS,
+        CheckError::MissingSubject => RATECARD_MISSING_SUBJECT,
+        CheckError::UnknownRule => RATECARD_UNKNOWN_RULE,
+    }
+}
+
+/// The status for a setup error (exhaustive, as [`check_status`]).
+pub(crate) fn setup_status(e: SetupError) -> ratecard_status {
+    match e {
+        SetupError::InvalidConfig => RATECARD_INVALID_CONFIG,
+        SetupError::InvalidRules(_) => RATECARD_INVALID_RULES,
+        SetupError::Capacity => RATECARD_INVALID_CAPACITY,
+        SetupError::TooSmall => RATECARD_MEMORY_TOO_SMALL,
+        SetupError::Misaligned => RATECARD_MISALIGNED,
+        SetupError::Null => RATECARD_NULL_ARGUMENT,
+        SetupError::NotATable => RATECARD_NOT_A_TABLE,
+        SetupError::Corrupt => RATECARD_CORRUPT,
+        SetupError::NotSeeded => RATECARD_NOT_SEEDED,
+        SetupError::RulesMismatch => RATECARD_RULES_MISMATCH,
+        SetupError::NoLockFreeCas => RATECARD_NO_LOCK_FREE_CAS,
+        SetupError::OutOfMemory => RATECARD_OUT_OF_MEMORY,
+        SetupError::SeedUnavailable => RATECARD_SEED_UNAVAILABLE,
     }
 }
 
@@ -150,6 +159,10 @@ impl Boundary for () {
 }
 
 /// Wraps the body of every `extern "C"` function:
+/// - `handle: l;` turns the `*const ratecard_limiter` named `l` into a
+///   `&ratecard_limiter` of the same name: NULL returns
+///   `RATECARD_NULL_ARGUMENT`, a pointer no handle can have (misaligned)
+///   `RATECARD_INVALID_ARGUMENT`; the one place a handle is dereferenced;
 /// - `nonnull: a, b;` returns `RATECARD_NULL_ARGUMENT` if any is NULL;
 /// - `bytes: ptr / len;` turns a byte string into a `&[u8]` named `ptr`:
 ///   `(NULL, 0)` is empty, `(NULL, n > 0)` returns `RATECARD_INVALID_ARGUMENT`;
@@ -161,11 +174,19 @@ impl Boundary for () {
 /// where a status would be returned.
 macro_rules! boundary {
     (
+        $(handle: $h:ident;)?
         $(nonnull: $($p:ident),+ ;)?
         $(bytes: $($b:ident / $blen:ident),+ ;)?
         $body:block
     ) => {{
         let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
+            $(
+                let $h: &$crate::limiter::ratecard_limiter =
+                    match unsafe { $crate::boundary::handle($h) } {
+                        Ok(h) => h,
+                        Err(status) => return $crate::boundary::Boundary::refused(status),
+                    };
+            )?
             $($(
                 if $p.is_null() {
                     return $crate::boundary::Boundary::refused(
@@ -195,6 +216,51 @@ macro_rules! boundary {
 }
 pub(crate) use boundary;
 
+/// A handle pointer as a reference: NULL and misaligned pointers refused.
+///
+/// # Safety
+/// A non-NULL, aligned `p` must be a live handle from
+/// ratecard_limiter_new / _init / _attach / _attach_with (the header's
+/// contract), not freed during `'a`.
+pub(crate) unsafe fn handle<'a>(
+    p: *const ratecard_limiter,
+) -> Result<&'a ratecard_limiter, ratecard_status> {
+    if p.is_null() {
+        return Err(RATECARD_NULL_ARGUMENT);
+    }
+    if !p.is_aligned() {
+        return Err(RATECARD_INVALID_ARGUMENT);
+    }
+    // SAFETY: non-NULL and aligned (checked), live (the caller's contract).
+    Ok(unsafe { &*p })
+}
+
+/// Read a struct the caller passes in, wherever it sits: C may hand over
+/// a pointer with any alignment, so the value is copied byte-wise.
+///
+/// # Safety
+/// `p` must be non-NULL and valid for reads of one `T`; every bit pattern
+/// must be a valid `T` (plain integers and raw pointers only).
+pub(crate) unsafe fn read_in<T: Copy>(p: *const T) -> T {
+    // SAFETY: forwarded; unaligned reads accept any address.
+    unsafe { p.read_unaligned() }
+}
+
+/// The `i`-th of `len` structs at `p`, read as [`read_in`] does; `None`
+/// past the end.
+///
+/// # Safety
+/// A non-NULL `p` must be valid for reads of `len` values of `T`, with
+/// every bit pattern a valid `T`.
+pub(crate) unsafe fn read_nth<T: Copy>(p: *const T, len: usize, i: usize) -> Option<T> {
+    if p.is_null() || i >= len {
+        return None;
+    }
+    // SAFETY: i < len values are readable at `p` (the caller's contract);
+    // `wrapping_add` keeps pointer arithmetic defined.
+    Some(unsafe { p.wrapping_add(i).read_unaligned() })
+}
+
 /// A C byte string as a slice: `(NULL, 0)` and `(p, 0)` are empty;
 /// `(NULL, n > 0)` (and lengths no slice can have) are `None`.
 ///
@@ -205,7 +271,9 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
     unsafe { slice(ptr, len) }
 }
 
-/// A C array of `len` values as a slice, with the rules of [`bytes`].
+/// A C array of `len` values as a slice, with the rules of [`bytes`];
+/// `None` also when `ptr` is not aligned for `T` (the caller then reads it
+/// element by element with [`read_nth`]).
 ///
 /// # Safety
 /// A non-NULL `ptr` must be valid for reads of `len` values of `T` for `'a`.
@@ -213,10 +281,14 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> 
     if len == 0 {
         return Some(&[]);
     }
-    if ptr.is_null() || len > isize::MAX as usize / std::mem::size_of::<T>().max(1) {
+    if ptr.is_null()
+        || !ptr.is_aligned()
+        || len > isize::MAX as usize / std::mem::size_of::<T>().max(1)
+    {
         return None;
     }
-    // SAFETY: non-NULL, a length a slice can have, validity from the caller.
+    // SAFETY: non-NULL, aligned, a length a slice can have, validity from
+    // the caller.
     Some(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 

@@ -1,21 +1,19 @@
 //! Limiter handles: configuration, custom rule tables, new / init / attach /
 //! free, counters and rule look-ups.
 
-use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc, Layout};
 use std::ffi::c_char;
 use std::mem::offset_of;
-use std::ptr::NonNull;
 
-use ratecard_core::rule::MAX_RULES;
 use ratecard_core::{
     Algorithm, Api, Config, HandleOptions, InstanceKind, Limiter, Method, Nanos, Policy, Quota,
-    Route, Rule, RuleTable, Scope, Seed, CLERK,
+    Route, Rule, RuleId, RuleTable, Scope, Seed, CLERK, MAX_RULES,
 };
 
 use crate::boundary::{
-    boundary, bytes, ratecard_status, slice, status_of, write, RATECARD_INVALID_ARGUMENT,
-    RATECARD_INVALID_CAPACITY, RATECARD_INVALID_CONFIG, RATECARD_INVALID_RULES, RATECARD_OK,
-    RATECARD_OUT_OF_MEMORY, RATECARD_SEED_UNAVAILABLE, RATECARD_UNKNOWN_RULE,
+    boundary, bytes, ratecard_status, read_in, read_nth, setup_status, write,
+    RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CONFIG, RATECARD_INVALID_RULES, RATECARD_OK,
+    RATECARD_OUT_OF_MEMORY, RATECARD_UNKNOWN_RULE,
 };
 
 /// Eviction policy (ratecard_config.policy): when both buckets of a new key
@@ -28,7 +26,9 @@ pub const RATECARD_POLICY_DENY: u8 = 1;
 pub const RATECARD_POLICY_ADMIT: u8 = 2;
 
 /// Instance kind (ratecard_rule.kind): the rule applies to every instance.
-/// As ratecard_config.unknown_kind: the default, development.
+/// As ratecard_config.unknown_kind: the default, development (and how
+/// ratecard_limiter_config() reports development, so the default reads
+/// back as it was written).
 pub const RATECARD_KIND_ANY: u8 = 0;
 /// Instance kind: production (`sk_live_` / `live_` keys).
 pub const RATECARD_KIND_PRODUCTION: u8 = 1;
@@ -52,6 +52,12 @@ pub const RATECARD_ALGORITHM_GCRA: u8 = 1;
 /// Algorithm: fixed windows aligned on multiples of the period.
 pub const RATECARD_ALGORITHM_FIXED_WINDOW: u8 = 2;
 
+/// ratecard_config.flags: compare the literal segments of route patterns
+/// ignoring ASCII case (`/V1/Client/SIGN_INS` is the sign-in route), for
+/// upstreams that route case-insensitively; captured ids keep their case.
+pub const RATECARD_CONFIG_FOLD_CASE: u32 = 1;
+const KNOWN_FLAGS: u32 = RATECARD_CONFIG_FOLD_CASE;
+
 /// A limiter: a rule table and a configuration over a state table, in memory
 /// the library owns (ratecard_limiter_new) or the caller owns
 /// (ratecard_limiter_init, ratecard_limiter_attach).
@@ -60,11 +66,10 @@ pub const RATECARD_ALGORITHM_FIXED_WINDOW: u8 = 2;
 /// called from any number of threads at once on one handle.
 /// ratecard_limiter_free must not race with any other call on the handle.
 pub struct ratecard_limiter {
-    // Borrows `custom` and `memory` (or the caller's region): declared, and
-    // so dropped, first.
+    // Borrows `custom` (and the caller's region, or memory it owns itself):
+    // declared, and so dropped, first.
     limiter: Limiter<'static>,
     custom: Option<CustomRules>,
-    _memory: Option<Region>,
 }
 
 /// Limiter configuration. Fill it with ratecard_config_default(), then
@@ -106,8 +111,12 @@ pub struct ratecard_config {
     pub rules: *const ratecard_rule,
     /// Number of rules at `rules`.
     pub rules_len: usize,
+    /// RATECARD_CONFIG_* bits; an unknown bit is RATECARD_INVALID_ARGUMENT.
+    pub flags: u32,
     /// Must be zero.
-    pub reserved: [u64; 4],
+    pub reserved32: u32,
+    /// Must be zero.
+    pub reserved: [u64; 3],
 }
 
 /// One route of a custom rule: an HTTP method and a path pattern.
@@ -115,6 +124,7 @@ pub struct ratecard_config {
 /// Frozen layout: later versions extend routes through ratecard_rule's
 /// reserved words, never by changing this struct.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct ratecard_route {
     /// The method, any ASCII case (GET, HEAD, POST, PUT, PATCH, DELETE,
     /// OPTIONS); empty for every method. Another name is
@@ -135,6 +145,7 @@ pub struct ratecard_route {
 ///
 /// Passed in: every `reserved` word must be zero.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct ratecard_rule {
     /// Stable name of `[A-Za-z0-9._-]` characters, e.g. `fapi.sign_ins.create`;
     /// used in RateLimit fields.
@@ -166,19 +177,36 @@ pub struct ratecard_rule {
 
 /// Counters of a table, summed over every handle attached to it.
 ///
+/// What a reader may rely on: every counter only grows between restarts of
+/// the table (it wraps at 2^64), each decision is counted once (peeks are
+/// not counted), and with no decision in flight the sums are exact; while
+/// decisions run, a sum may miss those still in flight, never more.
+///
 /// Written by the library: `reserved` words are zeroed.
 #[repr(C)]
 pub struct ratecard_stats {
-    /// Decisions allowed (exempt ones included; unmatched ones not counted).
+    /// Decisions allowed (charged).
     pub allowed: u64,
-    /// Decisions denied (dry-run denials included).
-    pub denied: u64,
-    /// Inserts that evicted a key still in debt.
-    pub evicted: u64,
+    /// Decisions denied and enforced (a cost that never fits included).
+    pub limited: u64,
+    /// Would-be denials on dry-run handles.
+    pub dry_run_limited: u64,
+    /// Requests exempt from every rule (GET /v1/jwks).
+    pub exempt: u64,
+    /// Requests that matched no rule.
+    pub unmatched: u64,
+    /// Requests refused with an error status (a missing subject, an IP of
+    /// the wrong length).
+    pub errors: u64,
     /// Keys inserted.
     pub inserts: u64,
-    /// Requests refused or admitted untracked because the table was full of
-    /// keys in debt (RATECARD_POLICY_DENY and RATECARD_POLICY_ADMIT).
+    /// Inserts that replaced a live key (fully replenished or not).
+    pub evicted: u64,
+    /// Inserts that replaced a key still in debt (each may let that key
+    /// exceed its limit once).
+    pub evicted_in_debt: u64,
+    /// Inserts that found every candidate in debt and were refused or
+    /// admitted untracked (RATECARD_POLICY_DENY, RATECARD_POLICY_ADMIT).
     pub full: u64,
     /// Slots holding a key now (a scan of the table).
     pub occupancy: u64,
@@ -186,6 +214,22 @@ pub struct ratecard_stats {
     pub capacity: u64,
     /// Zero.
     pub reserved: [u64; 4],
+}
+
+/// One rule's decisions, by the rule that bound them (same guarantees as
+/// ratecard_stats).
+#[repr(C)]
+pub struct ratecard_rule_stats {
+    /// Allowed with this rule binding.
+    pub allowed: u64,
+    /// Denied (enforced) with this rule binding.
+    pub limited: u64,
+    /// Would-be denials on dry-run handles.
+    pub dry_run_limited: u64,
+    /// Made exempt by this (unlimited) rule.
+    pub exempt: u64,
+    /// Zero.
+    pub reserved: [u64; 2],
 }
 
 /// `ratecard_config` as read from C: bytes instead of `bool`, since C may
@@ -203,8 +247,17 @@ struct ConfigBits {
     algorithm: u8,
     rules: *const ratecard_rule,
     rules_len: usize,
-    reserved: [u64; 4],
+    flags: u32,
+    reserved32: u32,
+    reserved: [u64; 3],
 }
+
+impl Clone for ConfigBits {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl Copy for ConfigBits {}
 
 const _: () = {
     assert!(size_of::<ConfigBits>() == size_of::<ratecard_config>());
@@ -213,6 +266,7 @@ const _: () = {
     assert!(offset_of!(ConfigBits, pace) == offset_of!(ratecard_config, pace));
     assert!(offset_of!(ConfigBits, algorithm) == offset_of!(ratecard_config, algorithm));
     assert!(offset_of!(ConfigBits, rules) == offset_of!(ratecard_config, rules));
+    assert!(offset_of!(ConfigBits, flags) == offset_of!(ratecard_config, flags));
     assert!(offset_of!(ConfigBits, reserved) == offset_of!(ratecard_config, reserved));
 };
 
@@ -239,8 +293,8 @@ impl Settings {
         }
         // SAFETY: non-NULL and readable (caller); every field of ConfigBits
         // is valid for any bit pattern, and the layouts match (asserted).
-        let c = unsafe { (config as *const ConfigBits).read_unaligned() };
-        if c.reserved != [0; 4] {
+        let c = unsafe { read_in(config as *const ConfigBits) };
+        if c.reserved != [0; 3] || c.reserved32 != 0 || c.flags & !KNOWN_FLAGS != 0 {
             return Err(RATECARD_INVALID_ARGUMENT);
         }
         // SAFETY: the caller's contract for `seed`.
@@ -275,6 +329,7 @@ impl Settings {
                 pace: c.pace != 0,
                 algorithm,
                 policy,
+                fold_case: c.flags & RATECARD_CONFIG_FOLD_CASE != 0,
                 dry_run: c.dry_run != 0,
             },
             seed,
@@ -292,7 +347,7 @@ impl Settings {
     fn seed(&self) -> Result<Seed, ratecard_status> {
         match self.seed {
             Some(s) => Ok(s),
-            None => os_seed(),
+            None => Seed::random().map_err(setup_status),
         }
     }
 }
@@ -312,102 +367,103 @@ impl CustomRules {
     /// table is used).
     ///
     /// # Safety
-    /// A non-NULL `ptr` must point to `len` readable `ratecard_rule`s, whose
-    /// pointers follow their documented contract.
+    /// A non-NULL `ptr` must point to `len` readable `ratecard_rule`s (any
+    /// alignment), whose pointers follow their documented contract.
     unsafe fn copy(
         ptr: *const ratecard_rule,
         len: usize,
     ) -> Result<Option<CustomRules>, ratecard_status> {
-        // SAFETY: forwarded.
-        let c_rules = unsafe { slice(ptr, len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
-        if c_rules.is_empty() {
+        if len == 0 {
             return Ok(None);
         }
-        if c_rules.len() > MAX_RULES {
+        if ptr.is_null() {
+            return Err(RATECARD_INVALID_ARGUMENT);
+        }
+        if len > MAX_RULES {
             return Err(RATECARD_INVALID_RULES);
         }
-        // First pass: check every pointer and measure.
-        let mut text_len = 0usize;
-        let mut routes_len = 0usize;
-        for r in c_rules {
+        // Copy the structs first: C may hand them over at any alignment.
+        // SAFETY (each read): `len` readable rules at `ptr`, and each rule's
+        // `routes_len` readable routes (the caller's contract).
+        let c_rules: Vec<ratecard_rule> = (0..len)
+            .map(|i| unsafe { read_nth(ptr, len, i) })
+            .collect::<Option<_>>()
+            .ok_or(RATECARD_INVALID_ARGUMENT)?;
+        let total_routes = c_rules
+            .iter()
+            .try_fold(0usize, |n, r| n.checked_add(r.routes_len))
+            .ok_or(RATECARD_INVALID_RULES)?;
+        if total_routes > ratecard_core::route::MAX_ROUTES {
+            return Err(RATECARD_INVALID_RULES);
+        }
+        let mut c_routes: Vec<Vec<ratecard_route>> = Vec::with_capacity(len);
+        for r in &c_rules {
             if r.reserved != [0; 2] {
                 return Err(RATECARD_INVALID_ARGUMENT);
             }
-            // SAFETY: the caller's contract for the rule's pointers.
-            let name = unsafe { bytes(r.name, r.name_len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
-            // SAFETY: as above.
-            let routes =
-                unsafe { slice(r.routes, r.routes_len) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
-            text_len = add(text_len, name.len())?;
-            text_len = add(text_len, 1)?;
-            routes_len = add(routes_len, routes.len())?;
-            for route in routes {
-                // SAFETY: as above.
-                unsafe { bytes(route.method, route.method_len) }
-                    .ok_or(RATECARD_INVALID_ARGUMENT)?;
-                // SAFETY: as above.
-                let path = unsafe { bytes(route.path, route.path_len) }
-                    .ok_or(RATECARD_INVALID_ARGUMENT)?;
-                text_len = add(text_len, path.len())?;
+            if r.routes_len > 0 && r.routes.is_null() {
+                return Err(RATECARD_INVALID_ARGUMENT);
             }
+            let routes: Vec<ratecard_route> = (0..r.routes_len)
+                // SAFETY: as above.
+                .map(|i| unsafe { read_nth(r.routes, r.routes_len, i) })
+                .collect::<Option<_>>()
+                .ok_or(RATECARD_INVALID_ARGUMENT)?;
+            c_routes.push(routes);
         }
-        // Second pass: copy every string into one buffer.
+        // Then every string into one buffer, each checked.
         let mut text = Vec::new();
-        text.try_reserve_exact(text_len)
-            .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
-        for r in c_rules {
-            // SAFETY: checked in the first pass.
-            text.extend_from_slice(unsafe { bytes(r.name, r.name_len) }.unwrap_or_default());
-            text.push(0);
-            // SAFETY: checked in the first pass.
-            for route in unsafe { slice(r.routes, r.routes_len) }.unwrap_or_default() {
-                // SAFETY: checked in the first pass.
-                let path = unsafe { bytes(route.path, route.path_len) }.unwrap_or_default();
-                text.extend_from_slice(path);
+        let mut spans = Vec::new();
+        let mut push = |p: *const u8, n: usize, nul: bool| -> Result<(), ratecard_status> {
+            // SAFETY: the caller's contract for every string of the table.
+            let b = unsafe { bytes(p, n) }.ok_or(RATECARD_INVALID_ARGUMENT)?;
+            text.try_reserve(b.len().saturating_add(1))
+                .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
+            spans.push((text.len(), b.len()));
+            text.extend_from_slice(b);
+            if nul {
+                text.push(0);
+            }
+            Ok(())
+        };
+        for (r, routes) in c_rules.iter().zip(&c_routes) {
+            push(r.name, r.name_len, true)?;
+            for route in routes {
+                push(route.method, route.method_len, false)?;
+                push(route.path, route.path_len, false)?;
             }
         }
         // SAFETY: `text` is final: never mutated or reallocated again, and
         // its heap buffer lives as long as the handle (see `ratecard_limiter`).
         let all: &'static [u8] = unsafe { std::slice::from_raw_parts(text.as_ptr(), text.len()) };
-        let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&'static str, ratecard_status> {
-            let end = at.checked_add(n).ok_or(RATECARD_INVALID_ARGUMENT)?;
-            let s = all.get(at..end).ok_or(RATECARD_INVALID_ARGUMENT)?;
-            at = end;
-            std::str::from_utf8(s).map_err(|_| RATECARD_INVALID_RULES)
+        let mut spans = spans.into_iter();
+        let mut next = || -> Result<&'static [u8], ratecard_status> {
+            let (at, n) = spans.next().ok_or(RATECARD_INVALID_ARGUMENT)?;
+            all.get(at..at.saturating_add(n))
+                .ok_or(RATECARD_INVALID_ARGUMENT)
         };
-        let mut routes = Vec::new();
-        routes
-            .try_reserve_exact(routes_len)
-            .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
-        let mut names = [""; MAX_RULES];
-        for (r, slot) in c_rules.iter().zip(names.iter_mut()) {
-            *slot = take(r.name_len)?;
-            take(1)?;
-            // SAFETY: checked in the first pass.
-            for route in unsafe { slice(r.routes, r.routes_len) }.unwrap_or_default() {
-                // SAFETY: checked in the first pass.
-                let method = unsafe { bytes(route.method, route.method_len) }.unwrap_or_default();
+        let utf8 = |b: &'static [u8]| std::str::from_utf8(b).map_err(|_| RATECARD_INVALID_RULES);
+        let mut names = Vec::with_capacity(len);
+        let mut routes = Vec::with_capacity(total_routes);
+        for r in &c_routes {
+            names.push(utf8(next()?)?);
+            for _ in r {
+                let method = next()?;
                 let method = match Method::parse(method) {
                     _ if method.is_empty() => Method::Any,
                     Method::Other => return Err(RATECARD_INVALID_RULES),
                     m => m,
                 };
-                routes.push(Route::new(method, take(route.path_len)?));
+                routes.push(Route::new(method, utf8(next()?)?));
             }
         }
         // SAFETY: as for `all`: `routes` is final.
         let all_routes: &'static [Route<'static>] =
             unsafe { std::slice::from_raw_parts(routes.as_ptr(), routes.len()) };
-        let mut rules = Vec::new();
-        rules
-            .try_reserve_exact(c_rules.len())
-            .map_err(|_| RATECARD_OUT_OF_MEMORY)?;
+        let mut rules = Vec::with_capacity(len);
         let mut first = 0usize;
-        for (r, name) in c_rules.iter().zip(names) {
-            let end = first
-                .checked_add(r.routes_len)
-                .ok_or(RATECARD_INVALID_ARGUMENT)?;
+        for ((r, name), c) in c_rules.iter().zip(names).zip(&c_routes) {
+            let end = first.saturating_add(c.len());
             let rule_routes = all_routes
                 .get(first..end)
                 .ok_or(RATECARD_INVALID_ARGUMENT)?;
@@ -431,10 +487,6 @@ impl CustomRules {
         // long as the handle, which drops its limiter first.
         RuleTable::new(unsafe { std::slice::from_raw_parts(self.rules.as_ptr(), self.rules.len()) })
     }
-}
-
-fn add(a: usize, b: usize) -> Result<usize, ratecard_status> {
-    a.checked_add(b).ok_or(RATECARD_INVALID_ARGUMENT)
 }
 
 fn rule_of(
@@ -475,73 +527,12 @@ fn rule_of(
     })
 }
 
-/// Table memory the library allocated (64-byte aligned, zeroed).
-struct Region {
-    ptr: NonNull<u8>,
-    layout: Layout,
-}
-
-impl Region {
-    fn alloc(len: usize) -> Result<Region, ratecard_status> {
-        let layout = Layout::from_size_align(len, 64).map_err(|_| RATECARD_OUT_OF_MEMORY)?;
-        if layout.size() == 0 {
-            return Err(RATECARD_INVALID_CAPACITY);
-        }
-        // SAFETY: the layout's size is not zero.
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(RATECARD_OUT_OF_MEMORY)?;
-        Ok(Region { ptr, layout })
-    }
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `Region::alloc` with this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
-    }
-}
-
-/// 16 bytes from the operating system's random source.
-fn os_seed() -> Result<Seed, ratecard_status> {
-    let mut buf = [0u8; 16];
-    fill_random(&mut buf).map_err(|_| RATECARD_SEED_UNAVAILABLE)?;
-    Ok(Seed::from_bytes(buf))
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn fill_random(buf: &mut [u8]) -> Result<(), ()> {
-    let mut done = 0usize;
-    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
-        // SAFETY: `rest` is valid for writes of its length.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(());
-        }
-        done = done.saturating_add(n as usize);
-    }
-    Ok(())
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn fill_random(buf: &mut [u8]) -> Result<(), ()> {
-    // SAFETY: `buf` is valid for writes of its length (at most 256 bytes).
-    let rc = unsafe { libc::getentropy(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(())
-    }
-}
-
 impl ratecard_limiter {
     /// Move a handle to the heap; RATECARD_OUT_OF_MEMORY rather than an
     /// abort when that fails. Freed with `Box::from_raw`.
     fn boxed(
         limiter: Limiter<'static>,
         custom: Option<CustomRules>,
-        memory: Option<Region>,
     ) -> Result<*mut ratecard_limiter, ratecard_status> {
         let layout = Layout::new::<ratecard_limiter>();
         // SAFETY: the handle is not zero-sized.
@@ -552,13 +543,7 @@ impl ratecard_limiter {
         // SAFETY: freshly allocated for one `ratecard_limiter`; memory from
         // the global allocator with `Layout::new::<T>()` is what
         // `Box::from_raw` expects.
-        unsafe {
-            ptr.write(ratecard_limiter {
-                limiter,
-                custom,
-                _memory: memory,
-            })
-        };
+        unsafe { ptr.write(ratecard_limiter { limiter, custom }) };
         Ok(ptr)
     }
 
@@ -567,7 +552,7 @@ impl ratecard_limiter {
         &self.limiter
     }
 
-    fn name(&self, rule: u32) -> *const c_char {
+    pub(crate) fn name(&self, rule: u32) -> *const c_char {
         match &self.custom {
             // Custom names are stored followed by a NUL byte.
             Some(c) => c
@@ -655,7 +640,7 @@ unsafe fn deliver(
 /// Fill `*out` with the defaults: capacity 65536, seed from the operating
 /// system, IPv6 /64, enforcing (no dry run), RATECARD_POLICY_EVICT, unknown
 /// key prefixes are development instances, no pace mode, each rule's own
-/// algorithm, the built-in Clerk table, reserved words zero.
+/// algorithm, the built-in Clerk table, no flags, reserved words zero.
 ///
 /// `out` NULL: does nothing.
 #[no_mangle]
@@ -663,73 +648,75 @@ pub unsafe extern "C" fn ratecard_config_default(out: *mut ratecard_config) {
     boundary! {
         nonnull: out;
         {
-            let d = Config::DEFAULT;
-            let config = ratecard_config {
-                capacity: d.capacity,
-                seed: std::ptr::null(),
-                seed_len: 0,
-                ipv6_prefix_len: d.ipv6_prefix,
-                dry_run: d.dry_run,
-                policy: d.policy as u8,
-                unknown_kind: RATECARD_KIND_ANY,
-                pace: d.pace,
-                algorithm: RATECARD_ALGORITHM_DEFAULT,
-                rules: std::ptr::null(),
-                rules_len: 0,
-                reserved: [0; 4],
-            };
+            let config = c_config(&Config::DEFAULT, 0);
             // SAFETY: `out` is not NULL and points to a ratecard_config.
             unsafe { write(out, config) }
         }
     }
 }
 
+/// The C form of a configuration (no seed: it is never handed out).
+fn c_config(c: &Config, rules_len: usize) -> ratecard_config {
+    ratecard_config {
+        capacity: c.capacity,
+        seed: std::ptr::null(),
+        seed_len: 0,
+        ipv6_prefix_len: c.ipv6_prefix,
+        dry_run: c.dry_run,
+        policy: c.policy as u8,
+        unknown_kind: match c.unknown_kind {
+            InstanceKind::Production => RATECARD_KIND_PRODUCTION,
+            InstanceKind::Development => RATECARD_KIND_ANY,
+        },
+        pace: c.pace,
+        algorithm: match c.algorithm {
+            None => RATECARD_ALGORITHM_DEFAULT,
+            Some(Algorithm::Gcra) => RATECARD_ALGORITHM_GCRA,
+            Some(Algorithm::FixedWindow) => RATECARD_ALGORITHM_FIXED_WINDOW,
+        },
+        rules: std::ptr::null(),
+        rules_len,
+        flags: if c.fold_case {
+            RATECARD_CONFIG_FOLD_CASE
+        } else {
+            0
+        },
+        reserved32: 0,
+        reserved: [0; 3],
+    }
+}
+
 /// Write the configuration in force on `limiter` to `*out`: the table's
 /// recorded values (capacity after rounding, IPv6 prefix, policy, unknown
-/// key kind, pace mode, algorithm) and this handle's own dry run and policy.
-/// The seed is never handed out (`seed` NULL, `seed_len` 0); `rules` is NULL
-/// and `rules_len` the number of rules; reserved words are zero. A host uses
+/// key kind, pace mode, algorithm, flags) and this handle's own dry run and
+/// policy, in the form ratecard_config_default() writes them (an unknown
+/// key kind of development reads back as RATECARD_KIND_ANY). The seed is
+/// never handed out (`seed` NULL, `seed_len` 0); `rules` is NULL and
+/// `rules_len` the number of rules; reserved words are zero. A host uses
 /// it to notice, on reload, that its configuration no longer matches a
 /// table it attached to.
 ///
 /// Thread safety: reads only the handle. Statuses: RATECARD_OK,
-/// RATECARD_NULL_ARGUMENT.
+/// RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT (a pointer no handle
+/// has).
 #[no_mangle]
 pub unsafe extern "C" fn ratecard_limiter_config(
     limiter: *const ratecard_limiter,
     out: *mut ratecard_config,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, out;
+        handle: limiter;
+        nonnull: out;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let l = unsafe { &*limiter }.get();
-            let c = l.config();
+            let l = limiter.get();
+            let mut c = *l.config();
             // The table's slots: the configured capacity rounded up.
-            let slots = ratecard_core::table::buckets_for(c.capacity as u64).map_or(0, |b| b * 4);
-            let config = ratecard_config {
-                capacity: u32::try_from(slots).unwrap_or(u32::MAX),
-                seed: std::ptr::null(),
-                seed_len: 0,
-                ipv6_prefix_len: c.ipv6_prefix,
-                dry_run: c.dry_run,
-                policy: c.policy as u8,
-                unknown_kind: match c.unknown_kind {
-                    InstanceKind::Production => RATECARD_KIND_PRODUCTION,
-                    InstanceKind::Development => RATECARD_KIND_DEVELOPMENT,
-                },
-                pace: c.pace,
-                algorithm: match c.algorithm {
-                    None => RATECARD_ALGORITHM_DEFAULT,
-                    Some(Algorithm::Gcra) => RATECARD_ALGORITHM_GCRA,
-                    Some(Algorithm::FixedWindow) => RATECARD_ALGORITHM_FIXED_WINDOW,
-                },
-                rules: std::ptr::null(),
-                rules_len: l.rules().len(),
-                reserved: [0; 4],
-            };
+            let slots = Limiter::bytes_for(c.capacity)
+                .and_then(|_| ratecard_core::table::buckets_for(c.capacity as u64))
+                .map_or(0, |b| b.saturating_mul(4));
+            c.capacity = u32::try_from(slots).unwrap_or(u32::MAX);
             // SAFETY: `out` is not NULL and points to a ratecard_config.
-            unsafe { write(out, config) };
+            unsafe { write(out, c_config(&c, l.rules().len())) };
             RATECARD_OK
         }
     }
@@ -748,12 +735,12 @@ pub extern "C" fn ratecard_limiter_bytes(capacity: u32) -> usize {
 }
 
 /// Create a limiter in memory the library allocates (64-byte aligned,
-/// ratecard_limiter_bytes(config->capacity) bytes). Free it with
+/// zeroed, ratecard_limiter_bytes(config->capacity) bytes). Free it with
 /// ratecard_limiter_free().
 ///
 /// `config` NULL: the defaults (see ratecard_config_default()). A custom
 /// rule table in `config` is copied: the caller's rules may be freed after
-/// the call.
+/// the call. `config`, its rules and routes may have any alignment.
 ///
 /// Returns RATECARD_OK and sets `*out`; or RATECARD_NULL_ARGUMENT (`out`),
 /// RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CONFIG, RATECARD_INVALID_RULES,
@@ -769,16 +756,9 @@ pub unsafe extern "C" fn ratecard_limiter_new(
         {
             // SAFETY: the caller's contract for `config`.
             let made = unsafe { Settings::read(config) }.and_then(|s| {
-                let len = Limiter::bytes_for(s.config.capacity).ok_or(RATECARD_INVALID_CAPACITY)?;
-                let rules = s.rules();
                 let seed = s.seed()?;
-                let region = Region::alloc(len)?;
-                // SAFETY: the region is ours, `len` bytes, zeroed, 64-byte
-                // aligned, and outlives the limiter in the handle.
-                let limiter =
-                    unsafe { Limiter::init_raw(region.ptr.as_ptr(), len, &s.config, rules, seed) }
-                        .map_err(status_of)?;
-                ratecard_limiter::boxed(limiter, s.custom, Some(region))
+                let limiter = Limiter::new(&s.config, s.rules(), seed).map_err(setup_status)?;
+                ratecard_limiter::boxed(limiter, s.custom)
             });
             // SAFETY: `out` is not NULL.
             unsafe { deliver(made, out) }
@@ -791,7 +771,10 @@ pub unsafe extern "C" fn ratecard_limiter_new(
 /// least ratecard_limiter_bytes(config->capacity) bytes; a MAP_SHARED
 /// mapping (or an nginx shared zone) lets other processes join with
 /// ratecard_limiter_attach(). The memory must stay mapped until every
-/// handle on it is freed; ratecard_limiter_free() never writes it.
+/// handle on it is freed; ratecard_limiter_free() never writes it. Large
+/// tables in memory the caller maps may ask for huge pages (Linux:
+/// madvise(MADV_HUGEPAGE) on the mapping, or MAP_HUGETLB) before this call:
+/// one TLB entry then covers 2 MiB of slots.
 ///
 /// `config` NULL: the defaults. Call once per region, before any attach.
 ///
@@ -816,8 +799,8 @@ pub unsafe extern "C" fn ratecard_limiter_init(
                 // the handle is freed, shared only through this library.
                 let limiter =
                     unsafe { Limiter::init_raw(mem.cast(), len, &s.config, rules, seed) }
-                        .map_err(status_of)?;
-                ratecard_limiter::boxed(limiter, s.custom, None)
+                        .map_err(setup_status)?;
+                ratecard_limiter::boxed(limiter, s.custom)
             });
             // SAFETY: `out` is not NULL.
             unsafe { deliver(made, out) }
@@ -846,8 +829,8 @@ pub unsafe extern "C" fn ratecard_limiter_attach(
         {
             // SAFETY: as for ratecard_limiter_init.
             let made = unsafe { Limiter::attach_raw(mem.cast(), len, CLERK, HandleOptions::default()) }
-                .map_err(status_of)
-                .and_then(|limiter| ratecard_limiter::boxed(limiter, None, None));
+                .map_err(setup_status)
+                .and_then(|limiter| ratecard_limiter::boxed(limiter, None));
             // SAFETY: `out` is not NULL.
             unsafe { deliver(made, out) }
         }
@@ -881,8 +864,8 @@ pub unsafe extern "C" fn ratecard_limiter_attach_with(
                 };
                 // SAFETY: as for ratecard_limiter_init.
                 let limiter = unsafe { Limiter::attach_raw(mem.cast(), len, s.rules(), options) }
-                    .map_err(status_of)?;
-                ratecard_limiter::boxed(limiter, s.custom, None)
+                    .map_err(setup_status)?;
+                ratecard_limiter::boxed(limiter, s.custom)
             });
             // SAFETY: `out` is not NULL.
             unsafe { deliver(made, out) }
@@ -899,7 +882,7 @@ pub unsafe extern "C" fn ratecard_limiter_attach_with(
 pub unsafe extern "C" fn ratecard_limiter_free(limiter: *mut ratecard_limiter) {
     boundary! {
         {
-            if !limiter.is_null() {
+            if !limiter.is_null() && limiter.is_aligned() {
                 // SAFETY: a handle from Box::into_raw in this module, freed
                 // once (the caller's contract).
                 drop(unsafe { Box::from_raw(limiter) });
@@ -909,25 +892,31 @@ pub unsafe extern "C" fn ratecard_limiter_free(limiter: *mut ratecard_limiter) {
 }
 
 /// Counters of the limiter's table, summed over every handle and process on
-/// it. The occupancy is a scan of the whole table: for monitoring, not for
-/// every request.
+/// it (see ratecard_stats for what they promise). The occupancy is a scan
+/// of the whole table: for monitoring, not for every request.
 ///
-/// Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT.
+/// Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT,
+/// RATECARD_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn ratecard_limiter_stats(
     limiter: *const ratecard_limiter,
     out: *mut ratecard_stats,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, out;
+        handle: limiter;
+        nonnull: out;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let s = unsafe { &*limiter }.get().stats();
+            let s = limiter.get().stats();
             let stats = ratecard_stats {
                 allowed: s.allowed,
-                denied: s.denied,
-                evicted: s.evicted,
+                limited: s.limited,
+                dry_run_limited: s.dry_run_limited,
+                exempt: s.exempt,
+                unmatched: s.unmatched,
+                errors: s.errors,
                 inserts: s.inserts,
+                evicted: s.evicted,
+                evicted_in_debt: s.evicted_in_debt,
                 full: s.full,
                 occupancy: s.occupancy,
                 capacity: s.capacity,
@@ -940,29 +929,34 @@ pub unsafe extern "C" fn ratecard_limiter_stats(
     }
 }
 
-/// Decisions allowed and denied with rule `rule` binding, over every handle
-/// on the table.
+/// Decisions with rule `rule` binding, over every handle on the table.
 ///
-/// Returns RATECARD_OK and sets both outputs, or RATECARD_NULL_ARGUMENT,
-/// RATECARD_UNKNOWN_RULE.
+/// Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT,
+/// RATECARD_INVALID_ARGUMENT, RATECARD_UNKNOWN_RULE.
 #[no_mangle]
-pub unsafe extern "C" fn ratecard_rule_stats(
+pub unsafe extern "C" fn ratecard_limiter_rule_stats(
     limiter: *const ratecard_limiter,
     rule: u32,
-    allowed: *mut u64,
-    denied: *mut u64,
+    out: *mut ratecard_rule_stats,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, allowed, denied;
+        handle: limiter;
+        nonnull: out;
         {
-            // SAFETY: a live handle (the caller's contract).
-            match unsafe { &*limiter }.get().rule_stats(rule) {
-                Some((a, d)) => {
-                    // SAFETY: neither is NULL.
-                    unsafe {
-                        write(allowed, a);
-                        write(denied, d);
-                    }
+            let Some(id) = rule_id(rule) else {
+                return RATECARD_UNKNOWN_RULE;
+            };
+            match limiter.get().rule_stats(id) {
+                Some(r) => {
+                    let stats = ratecard_rule_stats {
+                        allowed: r.allowed,
+                        limited: r.limited,
+                        dry_run_limited: r.dry_run_limited,
+                        exempt: r.exempt,
+                        reserved: [0; 2],
+                    };
+                    // SAFETY: `out` is not NULL.
+                    unsafe { write(out, stats) };
                     RATECARD_OK
                 }
                 None => RATECARD_UNKNOWN_RULE,
@@ -971,21 +965,97 @@ pub unsafe extern "C" fn ratecard_rule_stats(
     }
 }
 
+/// The rule id of a C rule index, if it can be one.
+pub(crate) fn rule_id(rule: u32) -> Option<RuleId> {
+    u8::try_from(rule).ok().map(RuleId)
+}
+
 /// The number of rules in the limiter's table; rules are numbered from 0.
 ///
-/// Returns RATECARD_OK and sets `*out`, or RATECARD_NULL_ARGUMENT.
+/// Returns RATECARD_OK and sets `*out`, or RATECARD_NULL_ARGUMENT,
+/// RATECARD_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn ratecard_rule_count(
     limiter: *const ratecard_limiter,
     out: *mut u32,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, out;
+        handle: limiter;
+        nonnull: out;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let n = unsafe { &*limiter }.get().rules().len();
+            let n = limiter.get().rules().len();
             // SAFETY: `out` is not NULL; a table has at most 64 rules.
             unsafe { write(out, n as u32) };
+            RATECARD_OK
+        }
+    }
+}
+
+/// One rule's quota, as the table enforces it.
+#[repr(C)]
+pub struct ratecard_rule_info {
+    /// RATECARD_API_FRONTEND or RATECARD_API_BACKEND.
+    pub api: u32,
+    /// Requests per period; 0 = unlimited (exempt).
+    pub limit: u32,
+    /// The period in nanoseconds.
+    pub period_ns: u64,
+    /// The burst as enforced (1 in pace mode).
+    pub burst: u32,
+    /// RATECARD_SCOPE_*.
+    pub scope: u8,
+    /// RATECARD_ALGORITHM_GCRA or RATECARD_ALGORITHM_FIXED_WINDOW, as
+    /// enforced.
+    pub algorithm: u8,
+    /// Zero.
+    pub reserved: [u64; 2],
+}
+
+/// Describe rule `rule`: API, limit, period, burst and algorithm as
+/// enforced (with the configuration's pace mode and algorithm applied), so
+/// bindings read Clerk's table from the library instead of copying it.
+///
+/// Returns RATECARD_OK and fills `*out`, or RATECARD_NULL_ARGUMENT,
+/// RATECARD_INVALID_ARGUMENT, RATECARD_UNKNOWN_RULE.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_limiter_rule_info(
+    limiter: *const ratecard_limiter,
+    rule: u32,
+    out: *mut ratecard_rule_info,
+) -> ratecard_status {
+    boundary! {
+        handle: limiter;
+        nonnull: out;
+        {
+            let l = limiter.get();
+            let Some(r) = l.rules().get(rule as usize) else {
+                return RATECARD_UNKNOWN_RULE;
+            };
+            let c = l.config();
+            let algorithm = c.algorithm.unwrap_or(r.algorithm);
+            let burst = if c.pace && algorithm == Algorithm::Gcra && !r.quota.is_unlimited() {
+                1
+            } else {
+                r.quota.burst()
+            };
+            let info = ratecard_rule_info {
+                api: r.api as u32,
+                limit: r.quota.limit,
+                period_ns: r.quota.period.0,
+                burst,
+                scope: match r.scope {
+                    Scope::ClientIp => RATECARD_SCOPE_CLIENT_IP,
+                    Scope::Instance => RATECARD_SCOPE_INSTANCE,
+                    Scope::InstanceParams => RATECARD_SCOPE_INSTANCE_PARAMS,
+                },
+                algorithm: match algorithm {
+                    Algorithm::Gcra => RATECARD_ALGORITHM_GCRA,
+                    Algorithm::FixedWindow => RATECARD_ALGORITHM_FIXED_WINDOW,
+                },
+                reserved: [0; 2],
+            };
+            // SAFETY: `out` is not NULL.
+            unsafe { write(out, info) };
             RATECARD_OK
         }
     }
@@ -1000,10 +1070,9 @@ pub unsafe extern "C" fn ratecard_rule_name(
     rule: u32,
 ) -> *const c_char {
     boundary! {
-        nonnull: limiter;
+        handle: limiter;
         {
-            // SAFETY: a live handle (the caller's contract).
-            unsafe { &*limiter }.name(rule)
+            limiter.name(rule)
         }
     }
 }
@@ -1020,11 +1089,11 @@ pub unsafe extern "C" fn ratecard_rule_find(
     out: *mut u32,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, out;
+        handle: limiter;
+        nonnull: out;
         bytes: name / name_len;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let rules = unsafe { &*limiter }.get().rules().rules();
+            let rules = limiter.get().rules().rules();
             match rules.iter().position(|r| r.name.as_bytes() == name) {
                 Some(i) => {
                     // SAFETY: `out` is not NULL; a table has at most 64 rules.

@@ -1,14 +1,15 @@
 //! Requests and decisions: check, peek, the generic keyed check, reset.
 
 use std::mem::offset_of;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ratecard_core::{Api, Decision, Nanos, Request, NO_RULE};
+use ratecard_core::{Api, CheckError, Decision, Nanos, Request, RuleSet, Verdict};
 
 use crate::boundary::{
-    boundary, bytes, ratecard_status, status_of, write, RATECARD_INVALID_ARGUMENT, RATECARD_OK,
-    RATECARD_UNKNOWN_API,
+    boundary, bytes, check_status, ratecard_status, read_in, write, RATECARD_INVALID_ARGUMENT,
+    RATECARD_INVALID_IP, RATECARD_OK, RATECARD_UNKNOWN_API, RATECARD_UNKNOWN_RULE,
 };
-use crate::limiter::ratecard_limiter;
+use crate::limiter::{ratecard_limiter, rule_id};
 
 /// ratecard_request.api: the Frontend API, keyed by client IP.
 pub const RATECARD_API_FRONTEND: u32 = 1;
@@ -17,14 +18,13 @@ pub const RATECARD_API_BACKEND: u32 = 2;
 /// ratecard_decision.rule of a request that matched no rule.
 pub const RATECARD_NO_RULE: u32 = u32::MAX;
 
-const _: () = assert!(RATECARD_NO_RULE == NO_RULE);
-
 /// One request to decide. Every byte string is a pointer and a length, not
 /// NUL-terminated, not required to be UTF-8; `(NULL, 0)` is empty.
 ///
 /// Frozen layout: later inputs come with new functions, never by changing
-/// this struct.
+/// this struct. It may sit at any alignment.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct ratecard_request {
     /// RATECARD_API_FRONTEND or RATECARD_API_BACKEND.
     pub api: u32,
@@ -89,6 +89,7 @@ pub struct ratecard_decision {
 
 /// `ratecard_decision` as read back from C: bytes instead of `bool`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct DecisionBits {
     allowed: u8,
     exempt: u8,
@@ -114,47 +115,64 @@ const _: () = {
 
 impl ratecard_decision {
     pub(crate) fn from_core(d: &Decision) -> ratecard_decision {
+        let (exempt, never_fits, retry_after_ns) = match d.verdict {
+            Verdict::Exempt => (true, false, 0),
+            Verdict::NeverFits => (false, true, 0),
+            Verdict::Limited { retry_after } => (false, false, retry_after.0),
+            Verdict::Allowed | Verdict::Unmatched => (false, false, 0),
+        };
         ratecard_decision {
-            allowed: d.allowed,
-            exempt: d.exempt,
-            dry_run_denied: d.dry_run_denied,
-            never_fits: d.never_fits,
-            rule: d.rule,
+            allowed: d.allowed(),
+            exempt,
+            dry_run_denied: d.dry_run,
+            never_fits,
+            rule: d.rule.map_or(RATECARD_NO_RULE, |r| r.0 as u32),
             limit: d.limit,
             remaining: d.remaining,
             reset_ns: d.reset.0,
-            retry_after_ns: d.retry_after.0,
-            retry_after_secs: d.retry_after_secs,
-            matched: d.matched,
+            retry_after_ns,
+            retry_after_secs: d.retry_after_secs().unwrap_or(0),
+            matched: d.matched.0,
             reserved: [0; 4],
         }
     }
 
-    /// Read a decision the caller hands back.
+    /// Read a decision the caller hands back (any alignment; any bytes in
+    /// its `bool` fields).
     ///
     /// # Safety
     /// `d` must point to a readable `ratecard_decision`.
     pub(crate) unsafe fn read(d: *const ratecard_decision) -> Decision {
         // SAFETY: readable (caller); every field of DecisionBits is valid
         // for any bit pattern, and the layouts match (asserted).
-        let b = unsafe { (d as *const DecisionBits).read_unaligned() };
+        let b = unsafe { read_in(d as *const DecisionBits) };
+        let allowed = b.allowed != 0;
+        let verdict = if b.exempt != 0 {
+            Verdict::Exempt
+        } else if b.rule == RATECARD_NO_RULE {
+            Verdict::Unmatched
+        } else if b.never_fits != 0 {
+            Verdict::NeverFits
+        } else if !allowed || b.dry_run_denied != 0 {
+            Verdict::Limited {
+                retry_after: Nanos(b.retry_after_ns),
+            }
+        } else {
+            Verdict::Allowed
+        };
         Decision {
-            allowed: b.allowed != 0,
-            exempt: b.exempt != 0,
-            dry_run_denied: b.dry_run_denied != 0,
-            never_fits: b.never_fits != 0,
-            rule: b.rule,
+            verdict,
+            rule: rule_id(b.rule),
             limit: b.limit,
             remaining: b.remaining,
             reset: Nanos(b.reset_ns),
-            retry_after: Nanos(b.retry_after_ns),
-            retry_after_secs: b.retry_after_secs,
-            matched: b.matched,
+            matched: RuleSet(b.matched),
+            dry_run: b.dry_run_denied != 0,
         }
     }
 }
 
-/// The core request for a C request.
+/// The core request for a C request; `Err` with the status why not.
 ///
 /// # Safety
 /// Every non-NULL pointer in `r` must be valid for reads of its length for `'a`.
@@ -165,53 +183,123 @@ unsafe fn request_of(r: &ratecard_request) -> Result<Request<'_>, ratecard_statu
     let client_ip = unsafe { bytes(r.client_ip, r.client_ip_len) };
     let secret_key = unsafe { bytes(r.secret_key, r.secret_key_len) };
     let tenant = unsafe { bytes(r.tenant, r.tenant_len) };
-    match (method, path, client_ip, secret_key, tenant) {
-        (Some(method), Some(path), Some(client_ip), Some(secret_key), Some(tenant)) => {
-            Ok(Request {
-                api: Api::from_u32(r.api).ok_or(RATECARD_UNKNOWN_API)?,
-                method,
-                path,
-                client_ip,
-                secret_key,
-                tenant,
-                cost: r.cost,
-            })
-        }
-        _ => Err(RATECARD_INVALID_ARGUMENT),
-    }
+    let (Some(method), Some(path), Some(client_ip), Some(secret_key), Some(tenant)) =
+        (method, path, client_ip, secret_key, tenant)
+    else {
+        return Err(RATECARD_INVALID_ARGUMENT);
+    };
+    let api = Api::from_u32(r.api).ok_or(RATECARD_UNKNOWN_API)?;
+    let client_ip = match client_ip.len() {
+        0 => None,
+        4 => <[u8; 4]>::try_from(client_ip)
+            .ok()
+            .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        16 => <[u8; 16]>::try_from(client_ip)
+            .ok()
+            .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        _ => return Err(RATECARD_INVALID_IP),
+    };
+    Ok(Request {
+        api,
+        method,
+        path,
+        client_ip,
+        secret_key,
+        tenant,
+        cost: r.cost,
+    })
 }
 
 /// Deliver a decision through `out`.
 ///
 /// # Safety
 /// `out` must be valid for a write of a `ratecard_decision`.
-unsafe fn deliver(
-    d: Result<Decision, ratecard_core::Error>,
-    out: *mut ratecard_decision,
-) -> ratecard_status {
+unsafe fn deliver(d: Result<Decision, CheckError>, out: *mut ratecard_decision) -> ratecard_status {
     match d {
         Ok(d) => {
             // SAFETY: forwarded.
             unsafe { write(out, ratecard_decision::from_core(&d)) };
             RATECARD_OK
         }
-        Err(e) => status_of(e),
+        Err(e) => check_status(e),
     }
+}
+
+/// The body of ratecard_check() and ratecard_peek().
+///
+/// # Safety
+/// `request` must point to a readable request whose strings follow the
+/// header's contract; `out` must be valid for a write.
+unsafe fn decide(
+    l: &ratecard_limiter,
+    request: *const ratecard_request,
+    now_ns: u64,
+    out: *mut ratecard_decision,
+    peek: bool,
+) -> ratecard_status {
+    // SAFETY: readable (the caller's contract), any alignment.
+    let r = unsafe { read_in(request) };
+    // SAFETY: the request's byte strings (the caller's contract).
+    match unsafe { request_of(&r) } {
+        Ok(req) => {
+            let now = Nanos(now_ns);
+            let d = if peek {
+                l.get().peek(&req, now)
+            } else {
+                l.get().check(&req, now)
+            };
+            // SAFETY: forwarded.
+            unsafe { deliver(d, out) }
+        }
+        Err(status) => {
+            if !peek {
+                l.get().count_error(Nanos(now_ns));
+            }
+            status
+        }
+    }
+}
+
+/// The body of ratecard_check_key() and ratecard_peek_key().
+///
+/// # Safety
+/// `out` must be valid for a write.
+unsafe fn decide_key(
+    l: &ratecard_limiter,
+    rule: u32,
+    key: &[u8],
+    cost: u32,
+    now_ns: u64,
+    out: *mut ratecard_decision,
+    peek: bool,
+) -> ratecard_status {
+    let Some(id) = rule_id(rule) else {
+        return RATECARD_UNKNOWN_RULE;
+    };
+    let now = Nanos(now_ns);
+    let d = if peek {
+        l.get().peek_key(id, key, cost, now)
+    } else {
+        l.get().check_key(id, key, cost, now)
+    };
+    // SAFETY: forwarded.
+    unsafe { deliver(d, out) }
 }
 
 /// Decide `request` at `now_ns` (CLOCK_MONOTONIC nanoseconds, shared by
 /// every user of the table; see ratecard_now_ns()), charging every matched
 /// rule if it is allowed. A request is allowed only if every rule it
 /// matches allows; a denied one consumes nothing. A request that matches no
-/// rule is allowed with `rule` = RATECARD_NO_RULE.
+/// rule is allowed with `rule` = RATECARD_NO_RULE. `request` may have any
+/// alignment.
 ///
 /// Thread-safe; lock-free; does not allocate.
 ///
 /// Returns RATECARD_OK and fills `*out`; or RATECARD_NULL_ARGUMENT,
 /// RATECARD_INVALID_ARGUMENT (a length without a pointer),
 /// RATECARD_UNKNOWN_API, RATECARD_INVALID_IP, RATECARD_MISSING_SUBJECT.
-/// A host should fail closed (answer 429 or 500) on an error unless
-/// configured otherwise.
+/// A host fails closed on an error (RATECARD_FAIL_CLOSED_STATUS, 503)
+/// unless configured otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn ratecard_check(
     limiter: *const ratecard_limiter,
@@ -220,16 +308,12 @@ pub unsafe extern "C" fn ratecard_check(
     out: *mut ratecard_decision,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, request, out;
+        handle: limiter;
+        nonnull: request, out;
         {
-            // SAFETY: live handle and readable request (the caller's contract).
-            let (l, r) = unsafe { (&*limiter, &*request) };
-            // SAFETY: the request's byte strings (the caller's contract).
-            match unsafe { request_of(r) } {
-                // SAFETY: `out` is not NULL.
-                Ok(req) => unsafe { deliver(l.get().check(&req, Nanos(now_ns)), out) },
-                Err(e) => e,
-            }
+            // SAFETY: a readable request and a writable `out` (the caller's
+            // contract; both non-NULL).
+            unsafe { decide(limiter, request, now_ns, out, false) }
         }
     }
 }
@@ -244,16 +328,11 @@ pub unsafe extern "C" fn ratecard_peek(
     out: *mut ratecard_decision,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, request, out;
+        handle: limiter;
+        nonnull: request, out;
         {
-            // SAFETY: live handle and readable request (the caller's contract).
-            let (l, r) = unsafe { (&*limiter, &*request) };
-            // SAFETY: the request's byte strings (the caller's contract).
-            match unsafe { request_of(r) } {
-                // SAFETY: `out` is not NULL.
-                Ok(req) => unsafe { deliver(l.get().peek(&req, Nanos(now_ns)), out) },
-                Err(e) => e,
-            }
+            // SAFETY: as for ratecard_check.
+            unsafe { decide(limiter, request, now_ns, out, true) }
         }
     }
 }
@@ -277,14 +356,12 @@ pub unsafe extern "C" fn ratecard_check_key(
     out: *mut ratecard_decision,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, out;
+        handle: limiter;
+        nonnull: out;
         bytes: key / key_len;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let l = unsafe { &*limiter };
-            let d = l.get().check_key(rule, key, cost, Nanos(now_ns));
             // SAFETY: `out` is not NULL.
-            unsafe { deliver(d, out) }
+            unsafe { decide_key(limiter, rule, key, cost, now_ns, out, false) }
         }
     }
 }
@@ -302,21 +379,21 @@ pub unsafe extern "C" fn ratecard_peek_key(
     out: *mut ratecard_decision,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, out;
+        handle: limiter;
+        nonnull: out;
         bytes: key / key_len;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let l = unsafe { &*limiter };
-            let d = l.get().peek_key(rule, key, cost, Nanos(now_ns));
             // SAFETY: `out` is not NULL.
-            unsafe { deliver(d, out) }
+            unsafe { decide_key(limiter, rule, key, cost, now_ns, out, true) }
         }
     }
 }
 
 /// Forget the state of every rule `request` matches, for its subject (for
 /// example after a successful sign-in). `*cleared` is the number of slots
-/// cleared (0 if none held state). `cost` is ignored.
+/// cleared (0 if none held state). `cost` is ignored. Other processes'
+/// handles see the reset at once; a host that caches denials near itself
+/// (the Redis mode) keeps its own cached denial until its Retry-After.
 ///
 /// Returns RATECARD_OK and sets `*cleared`; or the error statuses of
 /// ratecard_check().
@@ -327,13 +404,14 @@ pub unsafe extern "C" fn ratecard_reset(
     cleared: *mut u32,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, request, cleared;
+        handle: limiter;
+        nonnull: request, cleared;
         {
-            // SAFETY: live handle and readable request (the caller's contract).
-            let (l, r) = unsafe { (&*limiter, &*request) };
+            // SAFETY: readable (the caller's contract), any alignment.
+            let r = unsafe { read_in(request) };
             // SAFETY: the request's byte strings (the caller's contract).
-            let n = match unsafe { request_of(r) } {
-                Ok(req) => l.get().reset(&req).map_err(status_of),
+            let n = match unsafe { request_of(&r) } {
+                Ok(req) => limiter.get().reset(&req).map_err(check_status),
                 Err(e) => Err(e),
             };
             match n {
@@ -362,18 +440,20 @@ pub unsafe extern "C" fn ratecard_reset_key(
     cleared: *mut u32,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, cleared;
+        handle: limiter;
+        nonnull: cleared;
         bytes: key / key_len;
         {
-            // SAFETY: a live handle (the caller's contract).
-            let l = unsafe { &*limiter };
-            match l.get().reset_key(rule, key) {
+            let Some(id) = rule_id(rule) else {
+                return RATECARD_UNKNOWN_RULE;
+            };
+            match limiter.get().reset_key(id, key) {
                 Ok(n) => {
                     // SAFETY: `cleared` is not NULL.
                     unsafe { write(cleared, n) };
                     RATECARD_OK
                 }
-                Err(e) => status_of(e),
+                Err(e) => check_status(e),
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use ratecard_core::decision::write_429_body;
+use ratecard_core::{write_429_body, FAIL_CLOSED_STATUS, LIMITED_STATUS};
 
 use crate::boundary::{
     boundary, bytes_mut, ratecard_status, write, RATECARD_BUFFER_TOO_SHORT,
@@ -11,6 +11,49 @@ use crate::boundary::{
 };
 use crate::limiter::ratecard_limiter;
 use crate::request::ratecard_decision;
+
+/// The HTTP status every host answers with when it fails closed (the
+/// limiter could not decide: an error status, a Redis that is down under
+/// the fail-closed policy): 503 Service Unavailable, a transient condition
+/// of the server that clients and load balancers retry. A 429 would blame
+/// the client; a 500 says nothing about retrying.
+pub const RATECARD_FAIL_CLOSED_STATUS: u16 = 503;
+/// The HTTP status of an enforced denial (Clerk's).
+pub const RATECARD_LIMITED_STATUS: u16 = 429;
+
+const _: () = assert!(
+    RATECARD_FAIL_CLOSED_STATUS == FAIL_CLOSED_STATUS && RATECARD_LIMITED_STATUS == LIMITED_STATUS
+);
+
+/// Where one response field sits in the caller's buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct ratecard_field {
+    /// Offset of the value in the buffer.
+    pub offset: usize,
+    /// Its length; 0 when the field is absent.
+    pub len: usize,
+}
+
+/// What to send back for a decision, written by ratecard_write_response():
+/// every value sits in the caller's buffer (no field name, no NUL).
+#[repr(C)]
+pub struct ratecard_response {
+    /// RATECARD_LIMITED_STATUS (429) for an enforced denial; 0 when the
+    /// request goes on (allowed, dry-run denial, exempt, unmatched).
+    pub status: u32,
+    /// The Retry-After value (denials a wait can cure).
+    pub retry_after: ratecard_field,
+    /// The RateLimit-Policy value (every limited rule the request matched).
+    pub ratelimit_policy: ratecard_field,
+    /// The RateLimit value (the binding rule).
+    pub ratelimit: ratecard_field,
+    /// Clerk's 429 JSON body, to send with Content-Type: application/json
+    /// (enforced denials only).
+    pub body: ratecard_field,
+    /// Zero.
+    pub reserved: [u64; 2],
+}
 
 /// Run a core writer on the caller's buffer and report the length.
 ///
@@ -77,11 +120,12 @@ pub unsafe extern "C" fn ratecard_write_ratelimit_policy(
     out_len: *mut usize,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, decision, out_len;
+        handle: limiter;
+        nonnull: decision, out_len;
         {
-            // SAFETY: a live handle and a readable decision (the caller's contract).
-            let (l, d) = unsafe { (&*limiter, ratecard_decision::read(decision)) };
-            let rules = l.get().rules();
+            // SAFETY: a readable decision (the caller's contract).
+            let d = unsafe { ratecard_decision::read(decision) };
+            let rules = limiter.get().rules();
             // SAFETY: the caller's contract for `buf`; `out_len` is not NULL.
             unsafe { emit(buf, buf_len, out_len, |out| d.write_ratelimit_policy(rules, out)) }
         }
@@ -102,11 +146,12 @@ pub unsafe extern "C" fn ratecard_write_ratelimit(
     out_len: *mut usize,
 ) -> ratecard_status {
     boundary! {
-        nonnull: limiter, decision, out_len;
+        handle: limiter;
+        nonnull: decision, out_len;
         {
-            // SAFETY: a live handle and a readable decision (the caller's contract).
-            let (l, d) = unsafe { (&*limiter, ratecard_decision::read(decision)) };
-            let rules = l.get().rules();
+            // SAFETY: a readable decision (the caller's contract).
+            let d = unsafe { ratecard_decision::read(decision) };
+            let rules = limiter.get().rules();
             // SAFETY: the caller's contract for `buf`; `out_len` is not NULL.
             unsafe { emit(buf, buf_len, out_len, |out| d.write_ratelimit(rules, out)) }
         }
@@ -131,20 +176,90 @@ pub unsafe extern "C" fn ratecard_write_429_body(
     }
 }
 
+/// Write everything a host sends back for `decision` into `buf`, and say
+/// where each value went in `*out`: the status, Retry-After,
+/// RateLimit-Policy, RateLimit and Clerk's 429 body. One call for every
+/// HTTP host, so they all answer alike:
+/// - `status` 429: answer with it, the three fields (each only if its
+///   length is not 0) and the body as `application/json`;
+/// - `status` 0: let the request go on; RateLimit-Policy and RateLimit may
+///   be added to the upstream's response (empty for exempt and unmatched
+///   requests);
+/// - a check that returned an error: no decision; answer
+///   RATECARD_FAIL_CLOSED_STATUS (503) unless configured to fail open.
+///
+/// Returns RATECARD_OK with `*out` filled and `*out_len` = bytes written;
+/// RATECARD_BUFFER_TOO_SHORT with `*out_len` = bytes needed (at most 1 KiB
+/// for Clerk's table), `*out` and the buffer untouched; or
+/// RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn ratecard_write_response(
+    limiter: *const ratecard_limiter,
+    decision: *const ratecard_decision,
+    buf: *mut u8,
+    buf_len: usize,
+    out: *mut ratecard_response,
+    out_len: *mut usize,
+) -> ratecard_status {
+    boundary! {
+        handle: limiter;
+        nonnull: decision, out, out_len;
+        {
+            // SAFETY: a readable decision (the caller's contract).
+            let d = unsafe { ratecard_decision::read(decision) };
+            // SAFETY: the caller's contract for `buf`.
+            let Some(dst) = (unsafe { bytes_mut(buf, buf_len) }) else {
+                return RATECARD_INVALID_ARGUMENT;
+            };
+            match d.write_response(limiter.get().rules(), dst) {
+                Ok(r) => {
+                    let field = |range: std::ops::Range<usize>| ratecard_field {
+                        offset: range.start,
+                        len: range.len(),
+                    };
+                    let n = r.body.end.max(r.ratelimit.end).max(r.ratelimit_policy.end).max(r.retry_after.end);
+                    let response = ratecard_response {
+                        status: r.status as u32,
+                        retry_after: field(r.retry_after),
+                        ratelimit_policy: field(r.ratelimit_policy),
+                        ratelimit: field(r.ratelimit),
+                        body: field(r.body),
+                        reserved: [0; 2],
+                    };
+                    // SAFETY: neither is NULL.
+                    unsafe {
+                        write(out, response);
+                        write(out_len, n);
+                    }
+                    RATECARD_OK
+                }
+                Err(needed) => {
+                    // SAFETY: `out_len` is not NULL.
+                    unsafe { write(out_len, needed) };
+                    RATECARD_BUFFER_TOO_SHORT
+                }
+            }
+        }
+    }
+}
+
 /// Parse a textual client IP (`text`, `len` bytes, no NUL needed) into the
 /// bytes ratecard_request.client_ip takes: IPv4 dotted quad -> 4 bytes;
 /// IPv6 -> 16 bytes, except IPv4-mapped (`::ffff:1.2.3.4`) -> the 4 bytes of
 /// the IPv4 client. Surrounding ASCII whitespace and one pair of brackets
 /// (`[::1]`) are accepted; ports and zone ids are not.
 ///
-/// `out` must have room for 16 bytes. Returns RATECARD_OK, writing 4 or 16
-/// bytes to `out` and that count to `*out_len`; or RATECARD_NULL_ARGUMENT,
+/// `out` has room for `out_cap` bytes (16 always suffice). Returns
+/// RATECARD_OK, writing 4 or 16 bytes to `out` and that count to
+/// `*out_len`; RATECARD_BUFFER_TOO_SHORT with `*out_len` = the bytes
+/// needed and `out` untouched; or RATECARD_NULL_ARGUMENT,
 /// RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_IP_TEXT.
 #[no_mangle]
 pub unsafe extern "C" fn ratecard_ip_parse(
     text: *const u8,
     len: usize,
     out: *mut u8,
+    out_cap: usize,
     out_len: *mut usize,
 ) -> ratecard_status {
     boundary! {
@@ -174,8 +289,13 @@ pub unsafe extern "C" fn ratecard_ip_parse(
                 },
                 None => return RATECARD_INVALID_IP_TEXT,
             };
-            // SAFETY: `out` has room for 16 bytes (the caller's contract),
-            // `out_len` is not NULL.
+            if out_cap < n {
+                // SAFETY: `out_len` is not NULL.
+                unsafe { write(out_len, n) };
+                return RATECARD_BUFFER_TOO_SHORT;
+            }
+            // SAFETY: `out` has room for `out_cap` >= n bytes (the caller's
+            // contract), `out_len` is not NULL.
             unsafe {
                 std::ptr::copy_nonoverlapping(buf.as_ptr(), out, n);
                 write(out_len, n);

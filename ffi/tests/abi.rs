@@ -1,22 +1,27 @@
-//! The C ABI, called from Rust: it decides exactly as the Rust limiter does.
+//! The C ABI, called from Rust: it decides exactly as the Rust limiter does,
+//! and takes its inputs at any alignment.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::CStr;
+use std::net::IpAddr;
 use std::ptr;
 
 use ratecard::*;
-use ratecard_core::{Api, Config, Limiter, Nanos, Request, Seed, CLERK};
+use ratecard_core::{Api, Config, Limiter, Nanos, Request, Seed, Verdict, CLERK};
 
 const SEED: [u8; 16] = *b"0123456789abcdef";
 const SEC: u64 = 1_000_000_000;
 
-fn c_limiter(capacity: u32) -> *mut ratecard_limiter {
+fn default_config() -> ratecard_config {
     let mut c = std::mem::MaybeUninit::<ratecard_config>::uninit();
     // SAFETY: a valid out-pointer; config_default fills every field.
-    let mut c = unsafe {
+    unsafe {
         ratecard_config_default(c.as_mut_ptr());
         c.assume_init()
-    };
+    }
+}
+
+fn c_limiter(capacity: u32) -> *mut ratecard_limiter {
+    let mut c = default_config();
     c.capacity = capacity;
     c.seed = SEED.as_ptr();
     c.seed_len = SEED.len();
@@ -26,89 +31,319 @@ fn c_limiter(capacity: u32) -> *mut ratecard_limiter {
     l
 }
 
-fn c_request(r: &Request<'_>) -> ratecard_request {
-    ratecard_request {
-        api: r.api as u32,
-        method: r.method.as_ptr(),
-        method_len: r.method.len(),
-        path: r.path.as_ptr(),
-        path_len: r.path.len(),
-        client_ip: r.client_ip.as_ptr(),
-        client_ip_len: r.client_ip.len(),
-        secret_key: r.secret_key.as_ptr(),
-        secret_key_len: r.secret_key.len(),
-        tenant: r.tenant.as_ptr(),
-        tenant_len: r.tenant.len(),
-        cost: r.cost,
+/// A request's C form, with the IP bytes it points to.
+struct CRequest {
+    ip: [u8; 16],
+    r: ratecard_request,
+}
+
+fn c_request(r: &Request<'_>) -> Box<CRequest> {
+    let (ip, ip_len) = match r.client_ip {
+        None => ([0; 16], 0),
+        Some(IpAddr::V4(v4)) => {
+            let mut b = [0; 16];
+            b[..4].copy_from_slice(&v4.octets());
+            (b, 4)
+        }
+        Some(IpAddr::V6(v6)) => (v6.octets(), 16),
+    };
+    let mut c = Box::new(CRequest {
+        ip,
+        r: ratecard_request {
+            api: r.api as u32,
+            method: r.method.as_ptr(),
+            method_len: r.method.len(),
+            path: r.path.as_ptr(),
+            path_len: r.path.len(),
+            client_ip: ptr::null(),
+            client_ip_len: ip_len,
+            secret_key: r.secret_key.as_ptr(),
+            secret_key_len: r.secret_key.len(),
+            tenant: r.tenant.as_ptr(),
+            tenant_len: r.tenant.len(),
+            cost: r.cost,
+        },
+    });
+    if ip_len > 0 {
+        c.r.client_ip = c.ip.as_ptr();
     }
+    c
+}
+
+fn c_check(l: *const ratecard_limiter, r: &ratecard_request, now: u64) -> ratecard_decision {
+    let mut got = std::mem::MaybeUninit::<ratecard_decision>::uninit();
+    // SAFETY: live handle, valid request and out-pointer.
+    assert_eq!(
+        unsafe { ratecard_check(l, r, now, got.as_mut_ptr()) },
+        RATECARD_OK
+    );
+    // SAFETY: written on RATECARD_OK.
+    unsafe { got.assume_init() }
 }
 
 #[test]
 fn c_abi_decisions_equal_the_rust_limiters() {
-    let capacity = 4096;
-    let len = Limiter::bytes_for(capacity).unwrap();
-    let layout = Layout::from_size_align(len, 64).unwrap();
-    // SAFETY: non-zero size; freed below.
-    let mem = unsafe { alloc_zeroed(layout) };
     let config = Config {
-        capacity,
+        capacity: 4096,
         ..Config::DEFAULT
     };
-    check_alike(mem, len, &config, capacity);
-    // SAFETY: allocated above with this layout; the limiter on it is gone.
-    unsafe { dealloc(mem, layout) };
-}
-
-fn check_alike(mem: *mut u8, len: usize, config: &Config, capacity: u32) {
-    // SAFETY: `len` bytes the caller owns, used only through the limiter.
-    let rust =
-        unsafe { Limiter::init_raw(mem, len, config, CLERK, Seed::from_bytes(SEED)) }.unwrap();
-    let c = c_limiter(capacity);
-
+    let rust = Limiter::new(&config, CLERK, Seed::from_bytes(SEED)).unwrap();
+    let c = c_limiter(4096);
     let ip = [10, 0, 0, 1];
     let requests = [
-        Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(&ip),
-        Request::new(Api::Frontend, b"POST", b"/v1/sign_ins/attempt_first_factor").ip(&ip),
+        Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(ip),
+        Request::new(Api::Frontend, b"POST", b"/v1/sign_ins/attempt_first_factor").ip(ip),
         Request::new(Api::Backend, b"PATCH", b"/v1/users/user_1").key(b"Bearer sk_live_x"),
         Request::new(Api::Backend, b"POST", b"/v1/invitations/bulk")
             .key(b"sk_test_y")
             .cost(3),
+        Request::new(Api::Backend, b"POST", b"/v1/invitations/bulk")
+            .key(b"sk_test_z")
+            .cost(26),
         Request::new(Api::Backend, b"GET", b"/v1/jwks").key(b"sk_test_y"),
-        Request::new(Api::Backend, b"GET", b"/nowhere").key(b"sk_test_y"),
+        Request::new(Api::Frontend, b"GET", b"/v1/environment").ip(ip),
     ];
+    let mut seen = [false; 5];
     for step in 0..400u64 {
         let now = 1_000 * SEC + step * (SEC / 7);
         for r in &requests {
             let want = rust.check(r, Nanos(now)).unwrap();
-            let mut got = std::mem::MaybeUninit::<ratecard_decision>::uninit();
             let cr = c_request(r);
-            // SAFETY: live handle, valid request and out-pointer.
-            assert_eq!(
-                unsafe { ratecard_check(c, &cr, now, got.as_mut_ptr()) },
-                RATECARD_OK
-            );
-            // SAFETY: written on RATECARD_OK.
-            let got = unsafe { got.assume_init() };
+            let got = c_check(c, &cr.r, now);
+            let k = match want.verdict {
+                Verdict::Allowed => 0,
+                Verdict::Limited { .. } => 1,
+                Verdict::NeverFits => 2,
+                Verdict::Exempt => 3,
+                Verdict::Unmatched => 4,
+            };
+            seen[k] = true;
             assert_eq!(
                 (got.allowed, got.exempt, got.dry_run_denied, got.never_fits),
                 (
-                    want.allowed,
-                    want.exempt,
-                    want.dry_run_denied,
-                    want.never_fits
+                    want.allowed(),
+                    want.verdict == Verdict::Exempt,
+                    want.dry_run,
+                    want.verdict == Verdict::NeverFits
                 )
             );
+            let rule = want.rule.map_or(RATECARD_NO_RULE, |r| r.0 as u32);
             assert_eq!(
                 (got.rule, got.limit, got.remaining, got.matched),
-                (want.rule, want.limit, want.remaining, want.matched)
+                (rule, want.limit, want.remaining, want.matched.0)
             );
             assert_eq!(
                 (got.reset_ns, got.retry_after_ns, got.retry_after_secs),
-                (want.reset.0, want.retry_after.0, want.retry_after_secs)
+                (
+                    want.reset.0,
+                    want.retry_after().map_or(0, |n| n.0),
+                    want.retry_after_secs().unwrap_or(0)
+                )
             );
             assert_eq!(got.reserved, [0; 4]);
         }
     }
+    assert_eq!(seen, [true; 5], "every verdict was compared");
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(c) };
+}
+
+#[test]
+fn one_call_writes_every_response_field() {
+    let c = c_limiter(64);
+    let ip = [10, 0, 0, 2];
+    let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(ip);
+    let cr = c_request(&r);
+    let mut d = c_check(c, &cr.r, SEC);
+    for _ in 0..5 {
+        d = c_check(c, &cr.r, SEC);
+    }
+    assert!(!d.allowed);
+    let mut buf = [0u8; 1024];
+    let mut resp = std::mem::MaybeUninit::<ratecard_response>::uninit();
+    let mut n = 0usize;
+    // SAFETY: live handle, valid decision, buffer and out-pointers.
+    let s = unsafe {
+        ratecard_write_response(
+            c,
+            &d,
+            buf.as_mut_ptr(),
+            buf.len(),
+            resp.as_mut_ptr(),
+            &mut n,
+        )
+    };
+    assert_eq!(s, RATECARD_OK);
+    // SAFETY: written on RATECARD_OK.
+    let resp = unsafe { resp.assume_init() };
+    let field = |f: ratecard_field| &buf[f.offset..f.offset + f.len];
+    assert_eq!(resp.status, RATECARD_LIMITED_STATUS as u32);
+    assert_eq!(field(resp.retry_after), b"2");
+    assert_eq!(
+        field(resp.ratelimit_policy),
+        br#""fapi.sign_ins.create";q=5;w=10"#
+    );
+    assert_eq!(field(resp.ratelimit), br#""fapi.sign_ins.create";r=0;t=10"#);
+    assert_eq!(field(resp.body), ratecard_core::CLERK_429_BODY.as_bytes());
+    // A short buffer: the length needed, nothing written.
+    let mut small = [7u8; 16];
+    let mut need = 0usize;
+    // SAFETY: as above.
+    let s = unsafe {
+        ratecard_write_response(
+            c,
+            &d,
+            small.as_mut_ptr(),
+            small.len(),
+            resp_ptr(),
+            &mut need,
+        )
+    };
+    assert_eq!((s, need), (RATECARD_BUFFER_TOO_SHORT, n));
+    assert_eq!(small, [7; 16]);
+    assert_eq!(RATECARD_FAIL_CLOSED_STATUS, 503);
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(c) };
+}
+
+fn resp_ptr() -> *mut ratecard_response {
+    Box::into_raw(Box::new(ratecard_response {
+        status: 0,
+        retry_after: ratecard_field::default(),
+        ratelimit_policy: ratecard_field::default(),
+        ratelimit: ratecard_field::default(),
+        body: ratecard_field::default(),
+        reserved: [0; 2],
+    }))
+}
+
+#[test]
+fn requests_at_any_alignment_are_read_and_misaligned_handles_refused() {
+    let c = c_limiter(64);
+    let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip([10, 0, 0, 3]);
+    let cr = c_request(&r);
+    // The request one byte into a buffer: misaligned for its pointers.
+    let mut raw = vec![0u8; std::mem::size_of::<ratecard_request>() + 1];
+    // SAFETY: the buffer has room for one request after its first byte.
+    unsafe { ptr::write_unaligned(raw.as_mut_ptr().add(1).cast(), cr.r) };
+    let misaligned = raw[1..].as_ptr().cast::<ratecard_request>();
+    let mut d = std::mem::MaybeUninit::<ratecard_decision>::uninit();
+    // SAFETY: a readable request at any alignment; valid out-pointer.
+    assert_eq!(
+        unsafe { ratecard_check(c, misaligned, SEC, d.as_mut_ptr()) },
+        RATECARD_OK
+    );
+    // SAFETY: written on RATECARD_OK.
+    assert!(unsafe { d.assume_init_ref() }.allowed);
+    let bad = (c as usize + 1) as *const ratecard_limiter;
+    // SAFETY: refused before any use.
+    assert_eq!(
+        unsafe { ratecard_check(bad, &cr.r, SEC, d.as_mut_ptr()) },
+        RATECARD_INVALID_ARGUMENT
+    );
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(c) };
+}
+
+#[test]
+fn the_default_configuration_reads_back_as_written() {
+    let c = c_limiter(64);
+    let mut got = default_config();
+    got.capacity = 0;
+    // SAFETY: live handle, valid out-pointer.
+    assert_eq!(unsafe { ratecard_limiter_config(c, &mut got) }, RATECARD_OK);
+    let want = default_config();
+    assert_eq!(got.unknown_kind, RATECARD_KIND_ANY);
+    assert_eq!(
+        (
+            got.unknown_kind,
+            got.policy,
+            got.algorithm,
+            got.flags,
+            got.ipv6_prefix_len
+        ),
+        (
+            want.unknown_kind,
+            want.policy,
+            want.algorithm,
+            want.flags,
+            want.ipv6_prefix_len
+        )
+    );
+    assert_eq!(got.capacity, 64);
+    assert_eq!(got.rules_len, CLERK.len());
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(c) };
+}
+
+#[test]
+fn unknown_config_flags_are_refused_and_fold_case_applies() {
+    let mut c = default_config();
+    c.flags = 1 << 7;
+    let mut l = ptr::null_mut();
+    // SAFETY: valid config and out-pointer.
+    assert_eq!(
+        unsafe { ratecard_limiter_new(&c, &mut l) },
+        RATECARD_INVALID_ARGUMENT
+    );
+    c.flags = RATECARD_CONFIG_FOLD_CASE;
+    // SAFETY: as above.
+    assert_eq!(unsafe { ratecard_limiter_new(&c, &mut l) }, RATECARD_OK);
+    let r = Request::new(Api::Frontend, b"POST", b"/V1/Client/SIGN_INS").ip([10, 0, 0, 4]);
+    let cr = c_request(&r);
+    assert_eq!(c_check(l, &cr.r, SEC).rule, 0, "fapi.sign_ins.create");
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(l) };
+}
+
+#[test]
+fn a_refused_request_is_counted_as_an_error() {
+    let c = c_limiter(64);
+    let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins");
+    let mut cr = c_request(&r);
+    let three = [1u8, 2, 3];
+    cr.r.client_ip = three.as_ptr();
+    cr.r.client_ip_len = 3;
+    let mut d = std::mem::MaybeUninit::<ratecard_decision>::uninit();
+    // SAFETY: valid pointers; the IP length is what is refused.
+    assert_eq!(
+        unsafe { ratecard_check(c, &cr.r, SEC, d.as_mut_ptr()) },
+        RATECARD_INVALID_IP
+    );
+    let mut s = std::mem::MaybeUninit::<ratecard_stats>::uninit();
+    // SAFETY: live handle, valid out-pointer.
+    assert_eq!(
+        unsafe { ratecard_limiter_stats(c, s.as_mut_ptr()) },
+        RATECARD_OK
+    );
+    // SAFETY: written on RATECARD_OK.
+    assert_eq!(unsafe { s.assume_init() }.errors, 1);
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(c) };
+}
+
+#[test]
+fn rule_info_reads_clerks_table_from_the_library() {
+    let c = c_limiter(64);
+    let mut info = std::mem::MaybeUninit::<ratecard_rule_info>::uninit();
+    for (i, rule) in CLERK.rules().iter().enumerate() {
+        // SAFETY: live handle, valid out-pointer.
+        assert_eq!(
+            unsafe { ratecard_limiter_rule_info(c, i as u32, info.as_mut_ptr()) },
+            RATECARD_OK
+        );
+        // SAFETY: written on RATECARD_OK.
+        let info = unsafe { info.assume_init_ref() };
+        assert_eq!(
+            (info.limit, info.period_ns, info.api),
+            (rule.quota.limit, rule.quota.period.0, rule.api as u32)
+        );
+    }
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { ratecard_limiter_rule_info(c, CLERK.len() as u32, info.as_mut_ptr()) },
+        RATECARD_UNKNOWN_RULE
+    );
     // SAFETY: our handle, freed once.
     unsafe { ratecard_limiter_free(c) };
 }
@@ -121,7 +356,7 @@ fn version_is_the_crate_version() {
 }
 
 #[test]
-fn ip_parse_writes_4_or_16_bytes() {
+fn ip_parse_writes_4_or_16_bytes_within_the_capacity_given() {
     let cases: &[(&str, Option<&[u8]>)] = &[
         ("203.0.113.9", Some(&[203, 0, 113, 9])),
         ("::ffff:203.0.113.9", Some(&[203, 0, 113, 9])),
@@ -144,11 +379,33 @@ fn ip_parse_writes_4_or_16_bytes() {
         let mut out = [0xEEu8; 16];
         let mut n = 99usize;
         // SAFETY: valid text, 16-byte buffer, out-pointer.
-        let s = unsafe { ratecard_ip_parse(text.as_ptr(), text.len(), out.as_mut_ptr(), &mut n) };
+        let s = unsafe {
+            ratecard_ip_parse(
+                text.as_ptr(),
+                text.len(),
+                out.as_mut_ptr(),
+                out.len(),
+                &mut n,
+            )
+        };
         match want {
             Some(bytes) => {
                 assert_eq!(s, RATECARD_OK, "{text}");
                 assert_eq!(&out[..n], *bytes, "{text}");
+                // One byte short: the length needed, nothing written.
+                let mut short = [0xEEu8; 16];
+                let mut need = 0usize;
+                // SAFETY: as above, with a smaller capacity.
+                let s = unsafe {
+                    ratecard_ip_parse(
+                        text.as_ptr(),
+                        text.len(),
+                        short.as_mut_ptr(),
+                        n - 1,
+                        &mut need,
+                    )
+                };
+                assert_eq!((s, need, short), (RATECARD_BUFFER_TOO_SHORT, n, [0xEE; 16]));
             }
             None => {
                 assert_eq!(s, RATECARD_INVALID_IP_TEXT, "{text}");

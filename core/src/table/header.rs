@@ -148,6 +148,11 @@ impl Header {
             }
             let sum = self.get(W_CHECKSUM);
             let after = self.get(W_SEQ);
+            if words.get(W_MAGIC) != Some(&MAGIC) || words.get(W_VERSION) != Some(&LAYOUT_VERSION) {
+                // Garbage, zeroes, or a layout this version does not know,
+                // whatever the sequence word says.
+                return Err(HeaderError::NotATable);
+            }
             if before != after || before & 1 == 1 {
                 if before & 1 == 1 && before == after {
                     // A writer is at work (or died at work): not ready.

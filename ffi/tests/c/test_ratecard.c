@@ -147,7 +147,8 @@ static void test_config_default_and_bytes(void) {
   CHECK(c.unknown_kind == RATECARD_KIND_ANY);
   CHECK(c.algorithm == RATECARD_ALGORITHM_DEFAULT);
   CHECK(c.rules == NULL && c.rules_len == 0);
-  for (i = 0; i < 4; i++) CHECK(c.reserved[i] == 0);
+  CHECK(c.flags == 0 && c.reserved32 == 0);
+  for (i = 0; i < 3; i++) CHECK(c.reserved[i] == 0);
 
   CHECK(ratecard_limiter_bytes(0) == 0);
   CHECK(ratecard_limiter_bytes((1u << 28) + 1) == 0);
@@ -169,44 +170,39 @@ static void test_now_ns_is_monotonic(void) {
 
 /* ------------------------------------------------------- the Clerk table */
 
+/* Which request exercises which rule; the limits come from the library
+ * (ratecard_limiter_rule_info), checked against Clerk's published numbers
+ * for two rows only, below. */
 struct row {
   const char *rule;
   uint32_t api;
   const char *method, *path, *key;
-  uint32_t limit;
-  uint64_t period;
 };
 
 static const struct row ROWS[] = {
-    {"fapi.sign_ins.create", RATECARD_API_FRONTEND, "POST", "/v1/client/sign_ins", NULL, 5, 10 * SEC},
-    {"fapi.sign_ins.create", RATECARD_API_FRONTEND, "POST", "/v1/sign_ins", NULL, 5, 10 * SEC},
-    {"fapi.sign_ups.create", RATECARD_API_FRONTEND, "POST", "/v1/client/sign_ups", NULL, 5, 10 * SEC},
+    {"fapi.sign_ins.create", RATECARD_API_FRONTEND, "POST", "/v1/client/sign_ins", NULL},
+    {"fapi.sign_ins.create", RATECARD_API_FRONTEND, "POST", "/v1/sign_ins", NULL},
+    {"fapi.sign_ups.create", RATECARD_API_FRONTEND, "POST", "/v1/client/sign_ups", NULL},
     {"fapi.sign_ins.attempt", RATECARD_API_FRONTEND, "POST",
-     "/v1/client/sign_ins/sia_123/attempt_first_factor", NULL, 3, 10 * SEC},
+     "/v1/client/sign_ins/sia_123/attempt_first_factor", NULL},
     {"fapi.sign_ins.attempt", RATECARD_API_FRONTEND, "POST", "/v1/sign_ins/attempt_second_factor",
-     NULL, 3, 10 * SEC},
+     NULL},
     {"fapi.sign_ups.attempt", RATECARD_API_FRONTEND, "POST",
-     "/v1/client/sign_ups/sua_123/attempt_verification", NULL, 3, 10 * SEC},
-    {"bapi.instance.production", RATECARD_API_BACKEND, "GET", "/v1/users/me", "sk_live_row", 1000,
-     10 * SEC},
-    {"bapi.instance.development", RATECARD_API_BACKEND, "GET", "/v1/users/me", "sk_test_row", 100,
-     10 * SEC},
-    {"bapi.invitations.create", RATECARD_API_BACKEND, "POST", "/v1/invitations", "sk_live_row", 100,
-     3600 * SEC},
-    {"bapi.invitations.bulk", RATECARD_API_BACKEND, "POST", "/v1/invitations/bulk", "sk_live_row",
-     25, 3600 * SEC},
+     "/v1/client/sign_ups/sua_123/attempt_verification", NULL},
+    {"bapi.instance.production", RATECARD_API_BACKEND, "GET", "/v1/users/me", "sk_live_row"},
+    {"bapi.instance.development", RATECARD_API_BACKEND, "GET", "/v1/users/me", "sk_test_row"},
+    {"bapi.invitations.create", RATECARD_API_BACKEND, "POST", "/v1/invitations", "sk_live_row"},
+    {"bapi.invitations.bulk", RATECARD_API_BACKEND, "POST", "/v1/invitations/bulk", "sk_live_row"},
     {"bapi.org_invitations.create", RATECARD_API_BACKEND, "POST",
-     "/v1/organizations/org_1/invitations", "sk_live_row", 250, 3600 * SEC},
+     "/v1/organizations/org_1/invitations", "sk_live_row"},
     {"bapi.org_invitations.bulk", RATECARD_API_BACKEND, "POST",
-     "/v1/organizations/org_1/invitations/bulk", "sk_live_row", 50, 3600 * SEC},
-    {"bapi.users.update", RATECARD_API_BACKEND, "PATCH", "/v1/users/user_1", "sk_live_row", 10,
-     10 * SEC},
-    {"bapi.users.update", RATECARD_API_BACKEND, "PUT", "/v1/users/user_1/metadata", "sk_live_row",
-     10, 10 * SEC},
+     "/v1/organizations/org_1/invitations/bulk", "sk_live_row"},
+    {"bapi.users.update", RATECARD_API_BACKEND, "PATCH", "/v1/users/user_1", "sk_live_row"},
+    {"bapi.users.update", RATECARD_API_BACKEND, "PUT", "/v1/users/user_1/metadata", "sk_live_row"},
     {"bapi.organizations.update", RATECARD_API_BACKEND, "PATCH", "/v1/organizations/org_1",
-     "sk_live_row", 10, 10 * SEC},
+     "sk_live_row"},
     {"bapi.memberships.update", RATECARD_API_BACKEND, "PATCH",
-     "/v1/organizations/org_1/memberships/user_1", "sk_live_row", 10, 10 * SEC},
+     "/v1/organizations/org_1/memberships/user_1", "sk_live_row"},
 };
 
 static ratecard_request row_request(const struct row *row) {
@@ -228,30 +224,33 @@ static void test_every_clerk_row_allows_its_burst_then_429s(void) {
     ratecard_request r = row_request(row);
     ratecard_decision d;
     uint32_t want = rule_index(l, row->rule), n, allowed = 0;
-    uint64_t interval = (row->period + row->limit - 1) / row->limit;
+    ratecard_rule_info info;
+    uint64_t interval;
+    OK(ratecard_limiter_rule_info(l, want, &info));
+    interval = (info.period_ns + info.limit - 1) / info.limit;
     char expect[32];
-    for (n = 0; n < row->limit; n++) {
+    for (n = 0; n < info.limit; n++) {
       OK(ratecard_check(l, &r, T0, &d));
       allowed += d.allowed;
       if (n == 0) {
         CHECK(d.rule == want);
-        CHECK(d.limit == row->limit && d.remaining == row->limit - 1);
+        CHECK(d.limit == info.limit && d.remaining == info.limit - 1);
         CHECK(!d.exempt && !d.never_fits && !d.dry_run_denied);
         CHECK(d.retry_after_secs == 0 && d.retry_after_ns == 0);
         CHECK(strcmp(retry_after(&d), "") == 0);
       }
     }
-    CHECK(allowed == row->limit);
+    CHECK(allowed == info.limit);
     OK(ratecard_check(l, &r, T0, &d));
     if (!(!d.allowed && d.rule == want)) fprintf(stderr, "row %s %s\n", row->rule, row->path);
     CHECK(!d.allowed);
     CHECK(d.rule == want);
-    CHECK(d.limit == row->limit && d.remaining == 0);
+    CHECK(d.limit == info.limit && d.remaining == 0);
     CHECK(!d.never_fits);
     /* A fresh key may send `limit` back to back, then one every interval. */
     CHECK(d.retry_after_ns == interval);
     CHECK(d.retry_after_secs == (uint32_t)((interval + SEC - 1) / SEC));
-    CHECK(d.reset_ns == (uint64_t)row->limit * interval);
+    CHECK(d.reset_ns == (uint64_t)info.limit * interval);
     sprintf(expect, "%u", (unsigned)d.retry_after_secs);
     CHECK(strcmp(retry_after(&d), expect) == 0);
     OK(ratecard_check(l, &r, T0 + interval - 1, &d));
@@ -264,6 +263,31 @@ static void test_every_clerk_row_allows_its_burst_then_429s(void) {
     count++;
   }
   CHECK(count == sizeof ROWS / sizeof ROWS[0]);
+}
+
+/* Two rows of Clerk's published table, typed here on purpose: the library's
+ * numbers are Clerk's. */
+static void test_the_librarys_table_has_clerks_published_numbers(void) {
+  ratecard_limiter *l = make(64, false);
+  ratecard_rule_info info;
+  uint32_t n = 0, i;
+  OK(ratecard_limiter_rule_info(l, rule_index(l, "fapi.sign_ins.create"), &info));
+  CHECK(info.limit == 5 && info.period_ns == 10 * SEC && info.api == RATECARD_API_FRONTEND);
+  CHECK(info.scope == RATECARD_SCOPE_CLIENT_IP && info.burst == 5);
+  OK(ratecard_limiter_rule_info(l, rule_index(l, "bapi.invitations.bulk"), &info));
+  CHECK(info.limit == 25 && info.period_ns == 3600 * SEC && info.api == RATECARD_API_BACKEND);
+  CHECK(info.algorithm == RATECARD_ALGORITHM_GCRA);
+  /* Every rule of the library is exercised by a row above (or is exempt). */
+  OK(ratecard_rule_count(l, &n));
+  for (i = 0; i < n; i++) {
+    size_t k, found = 0;
+    OK(ratecard_limiter_rule_info(l, i, &info));
+    for (k = 0; k < sizeof ROWS / sizeof ROWS[0]; k++) found += strcmp(ROWS[k].rule, ratecard_rule_name(l, i)) == 0;
+    CHECK(found > 0 || info.limit == 0);
+  }
+  CHECK_STATUS(ratecard_limiter_rule_info(l, n, &info), RATECARD_UNKNOWN_RULE);
+  CHECK_STATUS(ratecard_limiter_rule_info(l, 0, NULL), RATECARD_NULL_ARGUMENT);
+  ratecard_limiter_free(l);
 }
 
 static void test_jwks_is_exempt_from_every_rule(void) {
@@ -341,7 +365,7 @@ static void test_dry_run_never_denies_and_consumes_nothing_when_it_would(void) {
   OK(ratecard_check(l, &r, T0 + 2 * SEC, &d));
   CHECK(d.allowed && !d.dry_run_denied);
   OK(ratecard_limiter_stats(l, &s));
-  CHECK(s.allowed == 6 && s.denied == 3);
+  CHECK(s.allowed == 6 && s.limited == 0 && s.dry_run_limited == 3);
   ratecard_limiter_free(l);
 }
 
@@ -454,7 +478,7 @@ static void test_limiter_config_reports_the_recorded_values(void) {
   CHECK(got.algorithm == RATECARD_ALGORITHM_FIXED_WINDOW);
   CHECK(got.seed == NULL && got.seed_len == 0); /* the seed stays secret */
   CHECK(got.rules == NULL && got.rules_len == 14);
-  CHECK(got.reserved[0] == 0 && got.reserved[3] == 0);
+  CHECK(got.flags == 0 && got.reserved32 == 0 && got.reserved[0] == 0 && got.reserved[2] == 0);
   CHECK_STATUS(ratecard_limiter_config(NULL, &got), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_limiter_config(l, NULL), RATECARD_NULL_ARGUMENT);
   ratecard_limiter_free(l);
@@ -485,16 +509,16 @@ static void test_ipv6_keys_on_the_64_prefix_and_mapped_ipv4_is_ipv4(void) {
   ratecard_request a, b;
   ratecard_decision d;
   int n;
-  OK(ratecard_ip_parse(u8("2001:db8:1:2::1"), 15, v6a, &na));
-  OK(ratecard_ip_parse(u8("[2001:db8:1:2:ffff::9]"), 22, v6b, &nb));
+  OK(ratecard_ip_parse(u8("2001:db8:1:2::1"), 15, v6a, 16, &na));
+  OK(ratecard_ip_parse(u8("[2001:db8:1:2:ffff::9]"), 22, v6b, 16, &nb));
   CHECK(na == 16 && nb == 16);
   a = frontend("/v1/client/sign_ins", v6a, na);
   b = frontend("/v1/client/sign_ins", v6b, nb);
   for (n = 0; n < 5; n++) OK(ratecard_check(l, &a, T0, &d));
   OK(ratecard_check(l, &b, T0, &d));
   CHECK(!d.allowed); /* same /64 */
-  OK(ratecard_ip_parse(u8(" ::ffff:192.0.2.7 "), 18, mapped, &nm));
-  OK(ratecard_ip_parse(u8("192.0.2.7"), 9, v4, &n4));
+  OK(ratecard_ip_parse(u8(" ::ffff:192.0.2.7 "), 18, mapped, 16, &nm));
+  OK(ratecard_ip_parse(u8("192.0.2.7"), 9, v4, 16, &n4));
   CHECK(nm == 4 && n4 == 4 && memcmp(mapped, v4, 4) == 0);
   CHECK(v4[0] == 192 && v4[1] == 0 && v4[2] == 2 && v4[3] == 7);
   /* A 16-byte IPv4-mapped address is the same client as its 4 bytes. */
@@ -513,18 +537,18 @@ static void test_ip_parse_rejects_what_is_not_an_address(void) {
   uint8_t out[16];
   size_t n = 77;
   memset(out, 0x5A, sizeof out);
-  OK(ratecard_ip_parse(u8("::1"), 3, out, &n));
+  OK(ratecard_ip_parse(u8("::1"), 3, out, 16, &n));
   CHECK(n == 16 && out[15] == 1 && out[0] == 0);
   n = 77;
-  CHECK_STATUS(ratecard_ip_parse(u8("1.2.3"), 5, out, &n), RATECARD_INVALID_IP_TEXT);
-  CHECK_STATUS(ratecard_ip_parse(u8("1.2.3.256"), 9, out, &n), RATECARD_INVALID_IP_TEXT);
-  CHECK_STATUS(ratecard_ip_parse(u8("1.2.3.4:80"), 10, out, &n), RATECARD_INVALID_IP_TEXT);
-  CHECK_STATUS(ratecard_ip_parse(u8("fe80::1%eth0"), 12, out, &n), RATECARD_INVALID_IP_TEXT);
-  CHECK_STATUS(ratecard_ip_parse(u8("\xff\xfe"), 2, out, &n), RATECARD_INVALID_IP_TEXT);
-  CHECK_STATUS(ratecard_ip_parse(NULL, 0, out, &n), RATECARD_INVALID_IP_TEXT);
-  CHECK_STATUS(ratecard_ip_parse(NULL, 3, out, &n), RATECARD_INVALID_ARGUMENT);
-  CHECK_STATUS(ratecard_ip_parse(u8("::1"), 3, NULL, &n), RATECARD_NULL_ARGUMENT);
-  CHECK_STATUS(ratecard_ip_parse(u8("::1"), 3, out, NULL), RATECARD_NULL_ARGUMENT);
+  CHECK_STATUS(ratecard_ip_parse(u8("1.2.3"), 5, out, 16, &n), RATECARD_INVALID_IP_TEXT);
+  CHECK_STATUS(ratecard_ip_parse(u8("1.2.3.256"), 9, out, 16, &n), RATECARD_INVALID_IP_TEXT);
+  CHECK_STATUS(ratecard_ip_parse(u8("1.2.3.4:80"), 10, out, 16, &n), RATECARD_INVALID_IP_TEXT);
+  CHECK_STATUS(ratecard_ip_parse(u8("fe80::1%eth0"), 12, out, 16, &n), RATECARD_INVALID_IP_TEXT);
+  CHECK_STATUS(ratecard_ip_parse(u8("\xff\xfe"), 2, out, 16, &n), RATECARD_INVALID_IP_TEXT);
+  CHECK_STATUS(ratecard_ip_parse(NULL, 0, out, 16, &n), RATECARD_INVALID_IP_TEXT);
+  CHECK_STATUS(ratecard_ip_parse(NULL, 3, out, 16, &n), RATECARD_INVALID_ARGUMENT);
+  CHECK_STATUS(ratecard_ip_parse(u8("::1"), 3, NULL, 16, &n), RATECARD_NULL_ARGUMENT);
+  CHECK_STATUS(ratecard_ip_parse(u8("::1"), 3, out, 16, NULL), RATECARD_NULL_ARGUMENT);
   CHECK(n == 77);
 }
 
@@ -549,7 +573,7 @@ static void test_no_rule_is_allowed_and_writes_nothing(void) {
   OK(ratecard_check(l, &r, T0, &d));
   CHECK(d.rule == RATECARD_NO_RULE);
   OK(ratecard_limiter_stats(l, &s));
-  CHECK(s.allowed == 0 && s.denied == 0 && s.occupancy == 0);
+  CHECK(s.allowed == 0 && s.limited == 0 && s.occupancy == 0);
   ratecard_limiter_free(l);
 }
 
@@ -696,7 +720,7 @@ static void test_stats_and_rule_lookups(void) {
   ratecard_decision d;
   ratecard_stats s;
   uint32_t count = 0, i, rule = rule_index(l, "fapi.sign_ins.create");
-  uint64_t allowed = 0, denied = 0;
+  ratecard_rule_stats rs;
   int n;
   OK(ratecard_rule_count(l, &count));
   CHECK(count == 14);
@@ -717,12 +741,14 @@ static void test_stats_and_rule_lookups(void) {
   CHECK_STATUS(ratecard_rule_find(l, u8("fapi.sign_ins.create"), 4, &i), RATECARD_UNKNOWN_RULE);
   CHECK(i == 77);
   for (n = 0; n < 8; n++) OK(ratecard_check(l, &r, T0, &d));
-  OK(ratecard_rule_stats(l, rule, &allowed, &denied));
-  CHECK(allowed == 5 && denied == 3);
-  CHECK_STATUS(ratecard_rule_stats(l, 14, &allowed, &denied), RATECARD_UNKNOWN_RULE);
+  OK(ratecard_limiter_rule_stats(l, rule, &rs));
+  CHECK(rs.allowed == 5 && rs.limited == 3 && rs.dry_run_limited == 0 && rs.exempt == 0);
+  CHECK(rs.reserved[0] == 0 && rs.reserved[1] == 0);
+  CHECK_STATUS(ratecard_limiter_rule_stats(l, 14, &rs), RATECARD_UNKNOWN_RULE);
   memset(&s, 0xAB, sizeof s);
   OK(ratecard_limiter_stats(l, &s));
-  CHECK(s.allowed == 5 && s.denied == 3 && s.inserts == 1 && s.evicted == 0 && s.full == 0);
+  CHECK(s.allowed == 5 && s.limited == 3 && s.inserts == 1 && s.evicted == 0 && s.full == 0);
+  CHECK(s.evicted_in_debt == 0 && s.dry_run_limited == 0 && s.exempt == 0 && s.errors == 0);
   CHECK(s.occupancy == 1 && s.capacity == 1024);
   for (n = 0; n < 4; n++) CHECK(s.reserved[n] == 0);
   ratecard_limiter_free(l);
@@ -736,9 +762,11 @@ static void test_null_arguments_are_refused_and_outputs_untouched(void) {
   ratecard_request r = frontend("/v1/client/sign_ins", IP1, 4);
   ratecard_decision d;
   ratecard_stats s;
+  ratecard_rule_stats rs;
   uint32_t u = 7;
   uint64_t a = 7, b = 7;
   memset(&d, 0x5A, sizeof d);
+  memset(&rs, 0x5A, sizeof rs);
   CHECK_STATUS(ratecard_limiter_new(NULL, NULL), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_limiter_init(NULL, 4096, NULL, &out), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_limiter_attach(NULL, 4096, &out), RATECARD_NULL_ARGUMENT);
@@ -759,15 +787,14 @@ static void test_null_arguments_are_refused_and_outputs_untouched(void) {
   CHECK_STATUS(ratecard_reset_key(l, 0, NULL, 0, NULL), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_limiter_stats(NULL, &s), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_limiter_stats(l, NULL), RATECARD_NULL_ARGUMENT);
-  CHECK_STATUS(ratecard_rule_stats(NULL, 0, &a, &b), RATECARD_NULL_ARGUMENT);
-  CHECK_STATUS(ratecard_rule_stats(l, 0, NULL, &b), RATECARD_NULL_ARGUMENT);
-  CHECK_STATUS(ratecard_rule_stats(l, 0, &a, NULL), RATECARD_NULL_ARGUMENT);
+  CHECK_STATUS(ratecard_limiter_rule_stats(NULL, 0, &rs), RATECARD_NULL_ARGUMENT);
+  CHECK_STATUS(ratecard_limiter_rule_stats(l, 0, NULL), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_rule_count(NULL, &u), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_rule_count(l, NULL), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_rule_find(NULL, u8("x"), 1, &u), RATECARD_NULL_ARGUMENT);
   CHECK_STATUS(ratecard_rule_find(l, u8("x"), 1, NULL), RATECARD_NULL_ARGUMENT);
   CHECK(u == 7 && a == 7 && b == 7);
-  CHECK(d.rule == 0x5A5A5A5A);
+  CHECK(d.rule == 0x5A5A5A5A && rs.allowed == 0x5A5A5A5A5A5A5A5Au);
   ratecard_limiter_free(NULL);
   ratecard_limiter_free(l);
 }
@@ -837,7 +864,13 @@ static void test_config_errors(void) {
   c.capacity = UINT32_MAX;
   CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_CAPACITY);
   ratecard_config_default(&c);
-  c.reserved[3] = 1;
+  c.reserved[2] = 1;
+  CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_ARGUMENT);
+  ratecard_config_default(&c);
+  c.reserved32 = 1;
+  CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_ARGUMENT);
+  ratecard_config_default(&c);
+  c.flags = 0x80000000u; /* a flag this version does not know */
   CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_ARGUMENT);
   ratecard_config_default(&c);
   c.ipv6_prefix_len = 129;
@@ -1071,12 +1104,17 @@ static void test_invalid_custom_rules(void) {
   ratecard_limiter_free(l);
   l = NULL;
   custom_rules(rules);
-  for (i = 2; i < 65; i++) rules[i] = rules[0];
+  for (i = 0; i < 65; i++) if (i != 1) rules[i] = rules[1]; /* one route each */
   c.rules_len = 65;
   CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_RULES);
   c.rules_len = 64;
   OK(ratecard_limiter_new(&c, &l));
   ratecard_limiter_free(l);
+  l = NULL;
+  /* At most 64 routes over all rules: one more is refused. */
+  rules[63].routes = THING_ROUTES; /* two routes: 65 in all */
+  rules[63].routes_len = 2;
+  CHECK_STATUS(ratecard_limiter_new(&c, &l), RATECARD_INVALID_RULES);
 #undef EXPECT_RULES
 }
 
@@ -1217,11 +1255,64 @@ static void test_processes_on_one_shared_mapping_never_exceed_the_burst(void) {
   for (i = 0; i < PROCS; i++) total += counts[PROCS + i];
   CHECK(total == 5); /* fapi.sign_ins.create */
   OK(ratecard_limiter_stats(l, &s));
-  CHECK(s.allowed == 105 && s.denied == 2 * PROCS * REQUESTS - 105);
+  CHECK(s.allowed == 105 && s.limited == 2 * PROCS * REQUESTS - 105);
   CHECK(s.occupancy == 2);
   ratecard_limiter_free(l);
   munmap(counts, 4096);
   munmap(mem, len);
+}
+
+/* One call answers for every HTTP host: 429 with its fields and body. */
+static void test_write_response_answers_for_every_host(void) {
+  ratecard_limiter *l = make(64, false);
+  ratecard_request r = frontend("/v1/client/sign_ins", IP1, 4);
+  ratecard_decision d;
+  ratecard_response resp;
+  char buf[1024], small[8];
+  size_t n = 0, need = 0;
+  int k;
+  OK(ratecard_check(l, &r, T0, &d));
+  OK(ratecard_write_response(l, &d, (uint8_t *)buf, sizeof buf, &resp, &n));
+  CHECK(resp.status == 0 && resp.body.len == 0 && resp.retry_after.len == 0);
+  CHECK(resp.ratelimit.len > 0); /* informational on an allowed response */
+  for (k = 0; k < 5; k++) OK(ratecard_check(l, &r, T0, &d));
+  CHECK(!d.allowed);
+  OK(ratecard_write_response(l, &d, (uint8_t *)buf, sizeof buf, &resp, &n));
+  CHECK(resp.status == RATECARD_LIMITED_STATUS);
+  CHECK(resp.retry_after.len == 1 && buf[resp.retry_after.offset] == '2');
+  CHECK(resp.ratelimit_policy.len == strlen("\"fapi.sign_ins.create\";q=5;w=10"));
+  CHECK(memcmp(buf + resp.ratelimit_policy.offset, "\"fapi.sign_ins.create\";q=5;w=10",
+               resp.ratelimit_policy.len) == 0);
+  CHECK(resp.body.len > 0 && memcmp(buf + resp.body.offset, "{\"errors\":[", 11) == 0);
+  CHECK(resp.reserved[0] == 0 && resp.reserved[1] == 0);
+  memset(small, 0x33, sizeof small);
+  CHECK_STATUS(ratecard_write_response(l, &d, (uint8_t *)small, sizeof small, &resp, &need),
+               RATECARD_BUFFER_TOO_SHORT);
+  CHECK(need == n && small[0] == 0x33 && small[7] == 0x33);
+  CHECK_STATUS(ratecard_write_response(l, NULL, (uint8_t *)buf, sizeof buf, &resp, &n),
+               RATECARD_NULL_ARGUMENT);
+  CHECK_STATUS(ratecard_write_response(l, &d, NULL, 5, &resp, &n), RATECARD_INVALID_ARGUMENT);
+  CHECK(RATECARD_FAIL_CLOSED_STATUS == 503);
+  ratecard_limiter_free(l);
+}
+
+/* A request and a configuration one byte off their natural alignment. */
+static void test_structs_at_any_alignment_are_read(void) {
+  ratecard_limiter *l = NULL;
+  ratecard_config c;
+  ratecard_request r = frontend("/v1/client/sign_ins", IP1, 4);
+  ratecard_decision d;
+  unsigned char raw_c[sizeof(ratecard_config) + 1], raw_r[sizeof(ratecard_request) + 1];
+  ratecard_config_default(&c);
+  c.capacity = 64;
+  memcpy(raw_c + 1, &c, sizeof c);
+  memcpy(raw_r + 1, &r, sizeof r);
+  OK(ratecard_limiter_new((const ratecard_config *)(void *)(raw_c + 1), &l));
+  OK(ratecard_check(l, (const ratecard_request *)(void *)(raw_r + 1), T0, &d));
+  CHECK(d.allowed && d.rule == 0 && d.remaining == 4);
+  CHECK_STATUS(ratecard_check((const ratecard_limiter *)(void *)((char *)l + 1), &r, T0, &d),
+               RATECARD_INVALID_ARGUMENT);
+  ratecard_limiter_free(l);
 }
 
 int main(void) {
@@ -1242,6 +1333,9 @@ int main(void) {
   test_ipv6_keys_on_the_64_prefix_and_mapped_ipv4_is_ipv4();
   test_ip_parse_rejects_what_is_not_an_address();
   test_no_rule_is_allowed_and_writes_nothing();
+  test_the_librarys_table_has_clerks_published_numbers();
+  test_write_response_answers_for_every_host();
+  test_structs_at_any_alignment_are_read();
   test_response_helpers_write_values();
   test_response_helpers_report_needed_length_and_leave_short_buffers();
   test_reset_forgets_a_subject();
