@@ -46,12 +46,12 @@ http {{
     scgi_temp_path {tmp}/temp/scgi;
     root {tmp}/html;
 
-    ratecard_zone clerk size={ZONE_SIZE};
+    ratecard_zone zone=clerk:{ZONE_SIZE};
 
     server {{
         listen 127.0.0.1:{on} reuseport;
         location / {{
-            ratecard clerk api=backend;
+            ratecard zone=clerk api=backend;
         }}
         location = /ratecard {{
             ratecard_status_page clerk;
@@ -61,7 +61,7 @@ http {{
     server {{
         listen 127.0.0.1:{bare} reuseport;
         location / {{
-            ratecard clerk api=backend;
+            ratecard zone=clerk api=backend;
             ratecard_headers off;
         }}
     }}
@@ -117,7 +117,7 @@ def main():
             assert r.status == 200, r.status
         print(f"wrk -t{THREADS} -c{CONNECTIONS} -d{SECONDS}s, {ROUNDS} rounds each, "
               f"alternating; nginx 2 workers; static file route /v1/users/me; "
-              f"zone size={ZONE_SIZE}")
+              f"zone=clerk:{ZONE_SIZE}")
         for i in range(ROUNDS):
             for name, port in variants:
                 rps, us, bad = wrk(port, script, workers)

@@ -1,26 +1,33 @@
 /*
  * ngx_http_ratecard_module: Clerk's rate limits in nginx, on libratecard.
+ * Its words follow ngx_http_limit_req_module's.
  *
- *   ratecard_zone clerk size=16m [ipv6_prefix=64] [policy=evict|deny|admit]
- *                 [pace=on|off] [unknown_kind=development|production]
+ *   ratecard_zone zone=clerk:16m [ipv6_prefix=64] [policy=evict|deny|admit]
+ *                 [pace] [unknown_kind=development|production]
  *                 [algorithm=gcra|fixed_window];                         http
- *   ratecard clerk api=frontend|backend; | ratecard off;   http, server, location
+ *   ratecard zone=clerk api=frontend|backend [dry_run]; | ratecard off;
+ *                                                          http, server, location
  *   ratecard_dry_run on|off;                               http, server, location
- *   ratecard_headers on|off;                               http, server, location
  *   ratecard_status 429;                                   http, server, location
- *   ratecard_fail open | closed [status];                  http, server, location
  *   ratecard_log_level info|notice|warn|error;             http, server, location
+ *   ratecard_headers on|off;                               http, server, location
+ *   ratecard_fail open | closed [status];                  http, server, location
  *   ratecard_client_ip / ratecard_key / ratecard_tenant / ratecard_path <value>;
  *   ratecard_status_page clerk;                            location
- *   $ratecard_result $ratecard_rule $ratecard_limit $ratecard_remaining
+ *   $ratecard_status $ratecard_rule $ratecard_limit $ratecard_remaining
  *   $ratecard_reset $ratecard_retry_after
+ *
+ * As with limit_req, the directive ratecard_status is the rejection's
+ * status code and the variable $ratecard_status the result.
  *
  * One shared zone holds one ratecard table; every worker attaches its own
  * handles to it (an enforcing one and a dry-run one), since a handle is
  * process memory pointing into the zone. A request is decided once, in the
- * preaccess phase of the first location that has ratecard; the decision is
- * kept in a structure hung on the request pool, which internal redirects do
- * not clear (they clear module contexts), so a redirect never counts twice.
+ * preaccess phase of the first location that has ratecard: decide() turns
+ * the request into a result, answer() turns the result into the phase's
+ * return. The state is kept in a structure hung on the request pool, which
+ * internal redirects do not clear (they clear module contexts), so a
+ * redirect never counts twice.
  */
 
 #include <ngx_config.h>
@@ -30,15 +37,16 @@
 #include <ratecard.h>
 
 
-#define NGX_HTTP_RATECARD_NONE            0
-#define NGX_HTTP_RATECARD_ALLOWED         1
-#define NGX_HTTP_RATECARD_DENIED          2
-#define NGX_HTTP_RATECARD_DRY_RUN_DENIED  3
-#define NGX_HTTP_RATECARD_EXEMPT          4
-#define NGX_HTTP_RATECARD_UNMATCHED       5
-#define NGX_HTTP_RATECARD_ERROR           6
+/* $ratecard_status; NONE: not decided (yet) */
+#define NGX_HTTP_RATECARD_NONE              0
+#define NGX_HTTP_RATECARD_PASSED            1
+#define NGX_HTTP_RATECARD_REJECTED          2
+#define NGX_HTTP_RATECARD_REJECTED_DRY_RUN  3
+#define NGX_HTTP_RATECARD_EXEMPT            4
+#define NGX_HTTP_RATECARD_UNMATCHED         5
+#define NGX_HTTP_RATECARD_ERROR             6
 
-#define NGX_HTTP_RATECARD_VAR_RESULT       0
+#define NGX_HTTP_RATECARD_VAR_STATUS       0
 #define NGX_HTTP_RATECARD_VAR_RULE         1
 #define NGX_HTTP_RATECARD_VAR_LIMIT        2
 #define NGX_HTTP_RATECARD_VAR_REMAINING    3
@@ -48,6 +56,11 @@
 #define NGX_HTTP_RATECARD_WRITE_RETRY_AFTER  0
 #define NGX_HTTP_RATECARD_WRITE_POLICY       1
 #define NGX_HTTP_RATECARD_WRITE_RATELIMIT    2
+
+/* the fields the header filter still owes the main response */
+#define NGX_HTTP_RATECARD_FIELDS_NONE        0
+#define NGX_HTTP_RATECARD_FIELDS_RATELIMIT   1  /* RateLimit-Policy, RateLimit */
+#define NGX_HTTP_RATECARD_FIELDS_REJECTION   2  /* and Retry-After */
 
 #define NGX_HTTP_RATECARD_MAGIC      0x52434e58  /* "RCNX" */
 #define NGX_HTTP_RATECARD_MAX_SLOTS  ((uint32_t) 1 << 28)
@@ -79,7 +92,7 @@ typedef struct {
 typedef struct {
     ngx_str_t                   name;
     ngx_shm_zone_t             *shm_zone;
-    size_t                      size;          /* size= as given */
+    size_t                      size;          /* zone=NAME:SIZE as given */
     ratecard_config             config;
     size_t                      table_bytes;   /* ratecard_limiter_bytes() */
     ngx_http_ratecard_shctx_t  *sh;
@@ -107,8 +120,9 @@ typedef struct {
 typedef struct {
     ngx_shm_zone_t             *shm_zone;      /* NULL: off */
     ngx_uint_t                  api;
-    ngx_flag_t                  dry_run;
-    ngx_flag_t                  headers;       /* RateLimit on allowed ones */
+    ngx_flag_t                  zone_dry_run;  /* ratecard ... dry_run */
+    ngx_flag_t                  dry_run;       /* ratecard_dry_run */
+    ngx_flag_t                  headers;       /* RateLimit on passed ones */
     ngx_int_t                   status;
     ngx_int_t                   fail_closed;
     ngx_int_t                   fail_status;
@@ -123,16 +137,25 @@ typedef struct {
 
 /* The decision for one main request; lives on the request pool. */
 typedef struct {
-    ngx_uint_t                  result;
+    ngx_uint_t                  status;        /* NGX_HTTP_RATECARD_* */
+    ngx_uint_t                  fields;        /* NGX_HTTP_RATECARD_FIELDS_* */
     ratecard_limiter           *limiter;
     ratecard_decision           decision;
-    unsigned                    headers_added:1;
+    unsigned                    answered:1;
 } ngx_http_ratecard_state_t;
 
 
 static ngx_int_t ngx_http_ratecard_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_ratecard_deny(ngx_http_request_t *r,
+static ngx_int_t ngx_http_ratecard_decide(ngx_http_request_t *r,
     ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st);
+static ngx_int_t ngx_http_ratecard_request(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ratecard_request *req, u_char *ip);
+static ngx_int_t ngx_http_ratecard_answer(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st);
+static ngx_int_t ngx_http_ratecard_reject(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st);
+static ngx_uint_t ngx_http_ratecard_has_error_page(ngx_http_request_t *r,
+    ngx_int_t status);
 static ngx_int_t ngx_http_ratecard_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_ratecard_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_ratecard_variable(ngx_http_request_t *r,
@@ -184,14 +207,14 @@ static ngx_conf_enum_t  ngx_http_ratecard_log_levels[] = {
 static ngx_command_t  ngx_http_ratecard_commands[] = {
 
     { ngx_string("ratecard_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_ratecard_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("ratecard"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_ratecard,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -204,13 +227,6 @@ static ngx_command_t  ngx_http_ratecard_commands[] = {
       offsetof(ngx_http_ratecard_loc_conf_t, dry_run),
       NULL },
 
-    { ngx_string("ratecard_headers"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_conf_set_flag_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_ratecard_loc_conf_t, headers),
-      NULL },
-
     { ngx_string("ratecard_status"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -218,19 +234,26 @@ static ngx_command_t  ngx_http_ratecard_commands[] = {
       offsetof(ngx_http_ratecard_loc_conf_t, status),
       &ngx_http_ratecard_status_bounds },
 
-    { ngx_string("ratecard_fail"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
-      ngx_http_ratecard_fail,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
     { ngx_string("ratecard_log_level"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_ratecard_loc_conf_t, log_level),
       &ngx_http_ratecard_log_levels },
+
+    { ngx_string("ratecard_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ratecard_loc_conf_t, headers),
+      NULL },
+
+    { ngx_string("ratecard_fail"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_ratecard_fail,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("ratecard_client_ip"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -304,8 +327,8 @@ ngx_module_t  ngx_http_ratecard_module = {
 
 static ngx_http_variable_t  ngx_http_ratecard_vars[] = {
 
-    { ngx_string("ratecard_result"), NULL, ngx_http_ratecard_variable,
-      NGX_HTTP_RATECARD_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("ratecard_status"), NULL, ngx_http_ratecard_variable,
+      NGX_HTTP_RATECARD_VAR_STATUS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("ratecard_rule"), NULL, ngx_http_ratecard_variable,
       NGX_HTTP_RATECARD_VAR_RULE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -326,11 +349,12 @@ static ngx_http_variable_t  ngx_http_ratecard_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_ratecard_results[] = {
+/* $ratecard_status, by NGX_HTTP_RATECARD_*: limit_req's words, then ours */
+static ngx_str_t  ngx_http_ratecard_status_names[] = {
     ngx_null_string,
-    ngx_string("ALLOWED"),
-    ngx_string("DENIED"),
-    ngx_string("DRY_RUN_DENIED"),
+    ngx_string("PASSED"),
+    ngx_string("REJECTED"),
+    ngx_string("REJECTED_DRY_RUN"),
     ngx_string("EXEMPT"),
     ngx_string("UNMATCHED"),
     ngx_string("ERROR")
@@ -345,24 +369,19 @@ static ngx_str_t  ngx_http_ratecard_ratelimit = ngx_string("RateLimit");
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 
-/* The request: the preaccess handler. */
+/*
+ * The preaccess handler: decide() turns the request into a result in st,
+ * answer() turns the result into the phase's return. Only decide() consults
+ * a backend, so one that answers later can return NGX_AGAIN from it and
+ * re-run the phases once st is filled; answer() then runs on re-entry.
+ */
 
 static ngx_int_t
 ngx_http_ratecard_handler(ngx_http_request_t *r)
 {
-    size_t                          ip_len;
-    u_char                          ip[16];
-    uint64_t                        now;
-    ngx_str_t                       value;
-    const char                     *rule;
-    struct sockaddr                *sa;
-    ratecard_status                 rc;
-    ratecard_request                req;
-    ratecard_limiter               *limiter;
-    ngx_http_request_t             *m;
-    ngx_http_ratecard_zone_t       *z;
-    ngx_http_ratecard_state_t      *st;
-    ngx_http_ratecard_loc_conf_t   *lcf;
+    ngx_int_t                      rc;
+    ngx_http_ratecard_state_t     *st;
+    ngx_http_ratecard_loc_conf_t  *lcf;
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_ratecard_module);
 
@@ -375,65 +394,159 @@ ngx_http_ratecard_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (st->result != NGX_HTTP_RATECARD_NONE) {
+    if (st->answered) {
         /* decided already: before an internal redirect, or by the parent */
         return NGX_DECLINED;
     }
 
-    m = r->main;
+    if (st->status == NGX_HTTP_RATECARD_NONE) {
+        rc = ngx_http_ratecard_decide(r, lcf, st);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    st->answered = 1;
+
+    return ngx_http_ratecard_answer(r, lcf, st);
+}
+
+
+/*
+ * Decides r against the zone's table into st. Returns NGX_OK with a result
+ * (ERROR included: the library could not decide), or a status to finalize
+ * with when nginx itself failed.
+ */
+
+static ngx_int_t
+ngx_http_ratecard_decide(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st)
+{
+    u_char                     ip[16];
+    uint64_t                   now;
+    ngx_int_t                  rc;
+    ratecard_status            status;
+    ratecard_request           req;
+    ratecard_limiter          *limiter;
+    ngx_http_ratecard_zone_t  *z;
+
     z = lcf->shm_zone->data;
-    limiter = lcf->dry_run ? z->dry_run : z->enforce;
+    limiter = (lcf->dry_run || lcf->zone_dry_run) ? z->dry_run : z->enforce;
 
     if (limiter == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "ratecard: zone \"%V\" is not attached in this process",
                       &z->name);
-        goto failed;
+        st->status = NGX_HTTP_RATECARD_ERROR;
+        return NGX_OK;
     }
 
-    ngx_memzero(&req, sizeof(ratecard_request));
-    req.api = (uint32_t) lcf->api;
-    req.method = m->method_name.data;
-    req.method_len = m->method_name.len;
+    rc = ngx_http_ratecard_request(r, lcf, &req, ip);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        st->status = NGX_HTTP_RATECARD_ERROR;
+        return NGX_OK;
+    }
+
+    status = ratecard_now_ns(&now);
+    if (status == RATECARD_OK) {
+        status = ratecard_check(limiter, &req, now, &st->decision);
+    }
+
+    if (status != RATECARD_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ratecard: check in zone \"%V\" failed: %s",
+                      &z->name, ratecard_status_str(status));
+        st->status = NGX_HTTP_RATECARD_ERROR;
+        return NGX_OK;
+    }
+
+    st->limiter = limiter;
+
+    if (st->decision.dry_run_denied) {
+        st->status = NGX_HTTP_RATECARD_REJECTED_DRY_RUN;
+
+    } else if (!st->decision.allowed) {
+        st->status = NGX_HTTP_RATECARD_REJECTED;
+
+    } else if (st->decision.exempt) {
+        st->status = NGX_HTTP_RATECARD_EXEMPT;
+
+    } else if (st->decision.rule == RATECARD_NO_RULE) {
+        st->status = NGX_HTTP_RATECARD_UNMATCHED;
+
+    } else {
+        st->status = NGX_HTTP_RATECARD_PASSED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The library's view of r; ip is room for a parsed client address. Returns
+ * NGX_OK, NGX_DECLINED when the configured client address is no IP address
+ * (logged), or NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_ratecard_request(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ratecard_request *req, u_char *ip)
+{
+    size_t               ip_len;
+    ngx_str_t            value;
+    struct sockaddr     *sa;
+    ngx_http_request_t  *m;
+
+    m = r->main;
+
+    ngx_memzero(req, sizeof(ratecard_request));
+    req->api = (uint32_t) lcf->api;
+    req->method = m->method_name.data;
+    req->method_len = m->method_name.len;
 
     if (lcf->path) {
         if (ngx_http_complex_value(r, lcf->path, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
     } else {
         value = m->unparsed_uri;
     }
 
-    req.path = value.data;
-    req.path_len = value.len;
+    req->path = value.data;
+    req->path_len = value.len;
 
     if (lcf->client_ip) {
         if (ngx_http_complex_value(r, lcf->client_ip, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         /* text first ("192.0.2.1", "[2001:db8::1]"), else raw 4 or 16 bytes
            ($binary_remote_addr): no 4-byte string is a textual address, and
            a 16-byte one only in unallocated IPv6 space */
         if (value.len == 0) {
-            req.client_ip = NULL;
+            req->client_ip = NULL;
 
         } else if (ratecard_ip_parse(value.data, value.len, ip, &ip_len)
                    == RATECARD_OK)
         {
-            req.client_ip = ip;
-            req.client_ip_len = ip_len;
+            req->client_ip = ip;
+            req->client_ip_len = ip_len;
 
         } else if (value.len == 4 || value.len == 16) {
-            req.client_ip = value.data;
-            req.client_ip_len = value.len;
+            req->client_ip = value.data;
+            req->client_ip_len = value.len;
 
         } else {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "ratecard: client address \"%V\" is not an IP "
                           "address", &value);
-            goto failed;
+            return NGX_DECLINED;
         }
 
     } else {
@@ -443,14 +556,14 @@ ngx_http_ratecard_handler(ngx_http_request_t *r)
         switch (sa->sa_family) {
 
         case AF_INET:
-            req.client_ip = (u_char *) &((struct sockaddr_in *) sa)->sin_addr;
-            req.client_ip_len = 4;
+            req->client_ip = (u_char *) &((struct sockaddr_in *) sa)->sin_addr;
+            req->client_ip_len = 4;
             break;
 
 #if (NGX_HAVE_INET6)
         case AF_INET6:
-            req.client_ip = ((struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
-            req.client_ip_len = 16;
+            req->client_ip = ((struct sockaddr_in6 *) sa)->sin6_addr.s6_addr;
+            req->client_ip_len = 16;
             break;
 #endif
 
@@ -461,90 +574,89 @@ ngx_http_ratecard_handler(ngx_http_request_t *r)
 
     if (lcf->key) {
         if (ngx_http_complex_value(r, lcf->key, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
-        req.secret_key = value.data;
-        req.secret_key_len = value.len;
+        req->secret_key = value.data;
+        req->secret_key_len = value.len;
 
     } else if (m->headers_in.authorization) {
-        req.secret_key = m->headers_in.authorization->value.data;
-        req.secret_key_len = m->headers_in.authorization->value.len;
+        req->secret_key = m->headers_in.authorization->value.data;
+        req->secret_key_len = m->headers_in.authorization->value.len;
     }
 
     if (lcf->tenant) {
         if (ngx_http_complex_value(r, lcf->tenant, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
-        req.tenant = value.data;
-        req.tenant_len = value.len;
+        req->tenant = value.data;
+        req->tenant_len = value.len;
     }
 
-    rc = ratecard_now_ns(&now);
-    if (rc == RATECARD_OK) {
-        rc = ratecard_check(limiter, &req, now, &st->decision);
-    }
-
-    if (rc != RATECARD_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ratecard: check in zone \"%V\" failed: %s",
-                      &z->name, ratecard_status_str(rc));
-        goto failed;
-    }
-
-    st->limiter = limiter;
-
-    if (st->decision.dry_run_denied) {
-        st->result = NGX_HTTP_RATECARD_DRY_RUN_DENIED;
-
-    } else if (!st->decision.allowed) {
-        st->result = NGX_HTTP_RATECARD_DENIED;
-
-    } else if (st->decision.exempt) {
-        st->result = NGX_HTTP_RATECARD_EXEMPT;
-        return NGX_DECLINED;
-
-    } else if (st->decision.rule == RATECARD_NO_RULE) {
-        st->result = NGX_HTTP_RATECARD_UNMATCHED;
-        return NGX_DECLINED;
-
-    } else {
-        st->result = NGX_HTTP_RATECARD_ALLOWED;
-        st->headers_added = !lcf->headers;
-        return NGX_DECLINED;
-    }
-
-    rule = ratecard_rule_name(limiter, st->decision.rule);
-
-    ngx_log_error(lcf->log_level, r->connection->log, 0,
-                  "ratecard: %slimiting requests by rule \"%s\" in zone "
-                  "\"%V\", retry after %uD s",
-                  st->result == NGX_HTTP_RATECARD_DRY_RUN_DENIED
-                      ? "dry run, not " : "",
-                  rule ? rule : "?", &z->name,
-                  st->decision.retry_after_secs);
-
-    if (st->result == NGX_HTTP_RATECARD_DRY_RUN_DENIED) {
-        st->headers_added = !lcf->headers;
-        return NGX_DECLINED;
-    }
-
-    return ngx_http_ratecard_deny(r, lcf, st);
-
-failed:
-
-    st->result = NGX_HTTP_RATECARD_ERROR;
-
-    return lcf->fail_closed ? lcf->fail_status : NGX_DECLINED;
+    return NGX_OK;
 }
 
 
-/* Answers a denied request: status, Retry-After, RateLimit fields, JSON. */
+/* Acts on the result: the phase's return, and the fields the response owes. */
 
 static ngx_int_t
-ngx_http_ratecard_deny(ngx_http_request_t *r, ngx_http_ratecard_loc_conf_t *lcf,
-    ngx_http_ratecard_state_t *st)
+ngx_http_ratecard_answer(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st)
+{
+    const char                *rule;
+    ngx_http_ratecard_zone_t  *z;
+
+    switch (st->status) {
+
+    case NGX_HTTP_RATECARD_PASSED:
+        st->fields = lcf->headers ? NGX_HTTP_RATECARD_FIELDS_RATELIMIT
+                                  : NGX_HTTP_RATECARD_FIELDS_NONE;
+        return NGX_DECLINED;
+
+    case NGX_HTTP_RATECARD_REJECTED:
+    case NGX_HTTP_RATECARD_REJECTED_DRY_RUN:
+        break;
+
+    case NGX_HTTP_RATECARD_ERROR:
+        /* a status goes through nginx's special response (and error_page) */
+        return lcf->fail_closed ? lcf->fail_status : NGX_DECLINED;
+
+    default: /* EXEMPT, UNMATCHED: no fields */
+        return NGX_DECLINED;
+    }
+
+    z = lcf->shm_zone->data;
+    rule = ratecard_rule_name(st->limiter, st->decision.rule);
+
+    ngx_log_error(lcf->log_level, r->connection->log, 0,
+                  "ratecard: limiting requests%s by rule \"%s\" in zone "
+                  "\"%V\", retry after %uD s",
+                  st->status == NGX_HTTP_RATECARD_REJECTED_DRY_RUN
+                      ? ", dry run," : "",
+                  rule ? rule : "?", &z->name,
+                  st->decision.retry_after_secs);
+
+    if (st->status == NGX_HTTP_RATECARD_REJECTED_DRY_RUN) {
+        st->fields = lcf->headers ? NGX_HTTP_RATECARD_FIELDS_RATELIMIT
+                                  : NGX_HTTP_RATECARD_FIELDS_NONE;
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_ratecard_reject(r, lcf, st);
+}
+
+
+/*
+ * A rejection. With an error_page for its status it is answered as
+ * limit_req answers: the status alone, and nginx's special response runs
+ * the page; without one, with Clerk's JSON body. The header filter adds
+ * Retry-After and the RateLimit fields to either.
+ */
+
+static ngx_int_t
+ngx_http_ratecard_reject(ngx_http_request_t *r,
+    ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st)
 {
     size_t        len;
     u_char        body[256];
@@ -553,7 +665,12 @@ ngx_http_ratecard_deny(ngx_http_request_t *r, ngx_http_ratecard_loc_conf_t *lcf,
     ngx_chain_t   out;
 
     if (r != r->main) {
-        /* a subrequest: its parent sees the status */
+        /* a subrequest: its parent sees the status and answers for it */
+        return lcf->status;
+    }
+
+    if (ngx_http_ratecard_has_error_page(r, lcf->status)) {
+        st->fields = NGX_HTTP_RATECARD_FIELDS_REJECTION;
         return lcf->status;
     }
 
@@ -562,24 +679,11 @@ ngx_http_ratecard_deny(ngx_http_request_t *r, ngx_http_ratecard_loc_conf_t *lcf,
         return rc;
     }
 
-    if (ngx_http_ratecard_add_header(r, &ngx_http_ratecard_retry_after,
-                                     NGX_HTTP_RATECARD_WRITE_RETRY_AFTER, st)
-        != NGX_OK
-        || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_policy,
-                                        NGX_HTTP_RATECARD_WRITE_POLICY, st)
-           != NGX_OK
-        || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_ratelimit,
-                                        NGX_HTTP_RATECARD_WRITE_RATELIMIT, st)
-           != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    st->headers_added = 1;
-
     if (ratecard_write_429_body(body, sizeof(body), &len) != RATECARD_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    st->fields = NGX_HTTP_RATECARD_FIELDS_REJECTION;
 
     r->headers_out.status = lcf->status;
     r->headers_out.content_length_n = len;
@@ -613,11 +717,40 @@ ngx_http_ratecard_deny(ngx_http_request_t *r, ngx_http_ratecard_loc_conf_t *lcf,
 }
 
 
-/* Allowed responses carry the RateLimit fields of their decision. */
+/* Whether nginx's special response would run an error_page for status: the
+   test ngx_http_special_response_handler makes, in the current location. */
+
+static ngx_uint_t
+ngx_http_ratecard_has_error_page(ngx_http_request_t *r, ngx_int_t status)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->error_page || clcf->error_pages == NULL || r->uri_changes == 0) {
+        return 0;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if (err_page[i].status == status) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* The main response carries the fields its decision owes, once. */
 
 static ngx_int_t
 ngx_http_ratecard_header_filter(ngx_http_request_t *r)
 {
+    ngx_uint_t                      fields;
     ngx_http_ratecard_state_t      *st;
     ngx_http_ratecard_main_conf_t  *mcf;
 
@@ -629,23 +762,26 @@ ngx_http_ratecard_header_filter(ngx_http_request_t *r)
 
     st = ngx_http_ratecard_state(r, 0);
 
-    if (st != NULL
-        && !st->headers_added
-        && (st->result == NGX_HTTP_RATECARD_ALLOWED
-            || st->result == NGX_HTTP_RATECARD_DRY_RUN_DENIED))
-    {
-        st->headers_added = 1;
+    if (st == NULL || st->fields == NGX_HTTP_RATECARD_FIELDS_NONE) {
+        return ngx_http_next_header_filter(r);
+    }
 
-        if (ngx_http_ratecard_add_header(r, &ngx_http_ratecard_policy,
-                                         NGX_HTTP_RATECARD_WRITE_POLICY, st)
-            != NGX_OK
-            || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_ratelimit,
-                                            NGX_HTTP_RATECARD_WRITE_RATELIMIT,
-                                            st)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    fields = st->fields;
+    st->fields = NGX_HTTP_RATECARD_FIELDS_NONE;
+
+    if ((fields == NGX_HTTP_RATECARD_FIELDS_REJECTION
+         && ngx_http_ratecard_add_header(r, &ngx_http_ratecard_retry_after,
+                                         NGX_HTTP_RATECARD_WRITE_RETRY_AFTER,
+                                         st)
+            != NGX_OK)
+        || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_policy,
+                                        NGX_HTTP_RATECARD_WRITE_POLICY, st)
+           != NGX_OK
+        || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_ratelimit,
+                                        NGX_HTTP_RATECARD_WRITE_RATELIMIT, st)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return ngx_http_next_header_filter(r);
@@ -792,14 +928,14 @@ ngx_http_ratecard_variable(ngx_http_request_t *r,
 
     st = ngx_http_ratecard_state(r, 0);
 
-    if (st == NULL || st->result == NGX_HTTP_RATECARD_NONE) {
+    if (st == NULL || st->status == NGX_HTTP_RATECARD_NONE) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    if (data == NGX_HTTP_RATECARD_VAR_RESULT) {
-        v->data = ngx_http_ratecard_results[st->result].data;
-        v->len = ngx_http_ratecard_results[st->result].len;
+    if (data == NGX_HTTP_RATECARD_VAR_STATUS) {
+        v->data = ngx_http_ratecard_status_names[st->status].data;
+        v->len = ngx_http_ratecard_status_names[st->status].len;
         goto found;
     }
 
@@ -1136,10 +1272,11 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ratecard_main_conf_t  *mcf = conf;
 
+    u_char                     *p;
     size_t                      size, zone_size;
     ssize_t                     n;
     uint32_t                    capacity;
-    ngx_str_t                  *value, s;
+    ngx_str_t                  *value, name, s;
     ngx_int_t                   k;
     ngx_uint_t                  i;
     ratecard_config             config;
@@ -1148,28 +1285,40 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '=')
-        != NULL)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ratecard_zone needs a name first, not \"%V\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
     ratecard_config_default(&config);
+    ngx_str_null(&name);
     size = 0;
 
-    for (i = 2; i < cf->args->nelts; i++) {
+    for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
-            s.data = value[i].data + 5;
-            s.len = value[i].len - 5;
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+
+            name.data = value[i].data + 5;
+
+            p = (u_char *) ngx_strchr(name.data, ':');
+
+            if (p == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            name.len = p - name.data;
+
+            s.data = p + 1;
+            s.len = value[i].data + value[i].len - s.data;
 
             n = ngx_parse_size(&s);
-            if (n == NGX_ERROR || n < NGX_HTTP_RATECARD_MIN_SIZE) {
+
+            if (n == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid size \"%V\" (at least 32k)",
+                                   "invalid zone size \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (n < NGX_HTTP_RATECARD_MIN_SIZE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small (at least 32k)",
                                    &value[i]);
                 return NGX_CONF_ERROR;
             }
@@ -1203,13 +1352,8 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strcmp(value[i].data, "pace=on") == 0) {
+        if (ngx_strcmp(value[i].data, "pace") == 0) {
             config.pace = 1;
-            continue;
-        }
-
-        if (ngx_strcmp(value[i].data, "pace=off") == 0) {
-            config.pace = 0;
             continue;
         }
 
@@ -1236,14 +1380,14 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto invalid;
     }
 
-    if (size == 0) {
+    if (name.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%V\" must have \"size\" parameter",
+                           "\"%V\" must have \"zone\" parameter",
                            &cmd->name);
         return NGX_CONF_ERROR;
     }
 
-    /* size= buys slots of 16 bytes; the table takes a power of two of them */
+    /* the size buys slots of 16 bytes; the table takes a power of two */
     capacity = 4;
     while (capacity < NGX_HTTP_RATECARD_MAX_SLOTS
            && (size_t) capacity * 2 * 16 <= size)
@@ -1258,7 +1402,7 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    z->name = value[1];
+    z->name = name;
     z->size = size;
     z->config = config;
     z->table_bytes = ratecard_limiter_bytes(capacity);
@@ -1273,7 +1417,7 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone_size = ngx_align(NGX_HTTP_RATECARD_TABLE_OFFSET + z->table_bytes + 64,
                           ngx_pagesize);
 
-    shm_zone = ngx_shared_memory_add(cf, &value[1], zone_size,
+    shm_zone = ngx_shared_memory_add(cf, &name, zone_size,
                                      &ngx_http_ratecard_module);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
@@ -1281,7 +1425,7 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (shm_zone->data) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", &value[1]);
+                           "duplicate zone \"%V\"", &name);
         return NGX_CONF_ERROR;
     }
 
@@ -1311,7 +1455,9 @@ ngx_http_ratecard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ratecard_loc_conf_t  *lcf = conf;
 
-    ngx_str_t       *value;
+    ngx_str_t       *value, name;
+    ngx_uint_t       i, api;
+    ngx_flag_t       dry_run;
     ngx_shm_zone_t  *shm_zone;
 
     if (lcf->shm_zone != NGX_CONF_UNSET_PTR) {
@@ -1325,29 +1471,60 @@ ngx_http_ratecard(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    if (cf->args->nelts != 3) {
-        return "needs a zone and \"api=frontend\" or \"api=backend\"";
-    }
+    ngx_str_null(&name);
+    api = 0;
+    dry_run = 0;
 
-    if (ngx_strcmp(value[2].data, "api=frontend") == 0) {
-        lcf->api = RATECARD_API_FRONTEND;
+    for (i = 1; i < cf->args->nelts; i++) {
 
-    } else if (ngx_strcmp(value[2].data, "api=backend") == 0) {
-        lcf->api = RATECARD_API_BACKEND;
+        if (ngx_strncmp(value[i].data, "zone=", 5) == 0) {
+            name.data = value[i].data + 5;
+            name.len = value[i].len - 5;
+            continue;
+        }
 
-    } else {
+        if (ngx_strcmp(value[i].data, "api=frontend") == 0) {
+            api = RATECARD_API_FRONTEND;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "api=backend") == 0) {
+            api = RATECARD_API_BACKEND;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "dry_run") == 0) {
+            dry_run = 1;
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\": expected "
-                           "\"api=frontend\" or \"api=backend\"", &value[2]);
+                           "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
     }
 
-    shm_zone = ngx_http_ratecard_use(cf, &value[1]);
+    if (name.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"zone\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (api == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"api=frontend\" or "
+                           "\"api=backend\" parameter", &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    shm_zone = ngx_http_ratecard_use(cf, &name);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
     lcf->shm_zone = shm_zone;
+    lcf->api = api;
+    lcf->zone_dry_run = dry_run;
 
     return NGX_CONF_OK;
 }
@@ -1377,7 +1554,7 @@ ngx_http_ratecard_fail(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     lcf->fail_closed = 1;
-    lcf->fail_status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    lcf->fail_status = NGX_HTTP_SERVICE_UNAVAILABLE;
 
     if (cf->args->nelts == 3) {
         status = ngx_atoi(value[2].data, value[2].len);
@@ -1510,6 +1687,7 @@ ngx_http_ratecard_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->api = 0;
+     *     conf->zone_dry_run = 0;
      *     conf->status_page = NULL;
      */
 
@@ -1538,6 +1716,7 @@ ngx_http_ratecard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (conf->shm_zone == NGX_CONF_UNSET_PTR) {
         conf->shm_zone = prev->shm_zone;
         conf->api = prev->api;
+        conf->zone_dry_run = prev->zone_dry_run;
     }
 
     if (conf->shm_zone == NGX_CONF_UNSET_PTR) {
@@ -1555,10 +1734,12 @@ ngx_http_ratecard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_value(conf->fail_closed, prev->fail_closed, 1);
+    /* a limiter that cannot decide is a transient server condition */
     ngx_conf_merge_value(conf->fail_status, prev->fail_status,
-                         NGX_HTTP_INTERNAL_SERVER_ERROR);
+                         NGX_HTTP_SERVICE_UNAVAILABLE);
 
-    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_WARN);
+    /* limit_req_log_level's default */
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level, NGX_LOG_ERR);
 
     ngx_conf_merge_ptr_value(conf->client_ip, prev->client_ip, NULL);
     ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the module, then tests it in a real Debian nginx (2 workers,
+# Builds the module and expect.c (the library's own answers, which the test
+# holds nginx to), then tests the module in a real Debian nginx (2 workers,
 # loopback only, prefix and pid file in a temporary directory).
 # Prints "N passed, M failed"; exits non-zero on a failure.
-# Needs: nginx nginx-dev (Debian), python3, cargo.
+# Needs: nginx nginx-dev (Debian), python3, cargo, cc. Env: RATECARD_LIB and
+# RATECARD_INCLUDE as for build.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,4 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PYTHONDONTWRITEBYTECODE=1 python3 "$here/test.py" "$root/target/nginx/ngx_http_ratecard_module.so" "$tmp"
+${CC:-cc} -std=c99 -O2 -Wall -Wextra -Werror -I "${RATECARD_INCLUDE:-$root/include}" \
+  "$here/expect.c" "${RATECARD_LIB:-$root/target/release/libratecard.a}" \
+  -lpthread -ldl -lm -o "$tmp/expect"
+
+PYTHONDONTWRITEBYTECODE=1 python3 "$here/test.py" "$root/target/nginx/ngx_http_ratecard_module.so" \
+  "$tmp" "$tmp/expect"
