@@ -260,6 +260,8 @@ impl Decision {
         for (k, len) in lens.iter_mut().enumerate() {
             let mut probe = [0u8; 0];
             let n = match k {
+                // Retry-After only goes with a 429.
+                0 if !denied => Ok(0),
                 0 => self.write_retry_after(&mut probe),
                 1 => self.write_ratelimit_policy(rules, &mut probe),
                 2 => self.write_ratelimit(rules, &mut probe),
@@ -282,6 +284,7 @@ impl Decision {
             let len = lens.get(k).copied().unwrap_or(0);
             let dst = out.get_mut(at..at.saturating_add(len)).unwrap_or(&mut []);
             let written = match k {
+                0 if len == 0 => Ok(0),
                 0 => self.write_retry_after(dst),
                 1 => self.write_ratelimit_policy(rules, dst),
                 2 => self.write_ratelimit(rules, dst),
@@ -408,7 +411,8 @@ mod tests {
         };
         let r = dry.write_response(&CLERK, &mut buf).unwrap();
         assert_eq!(r.status, 0, "a dry-run denial goes on");
-        assert!(r.body.is_empty());
+        assert!(r.body.is_empty() && r.retry_after.is_empty());
+        assert!(!r.ratelimit.is_empty());
         assert_eq!(dry.retry_after_secs(), Some(2));
         let r = Decision::UNMATCHED
             .write_response(&CLERK, &mut buf)

@@ -53,9 +53,6 @@
 #define NGX_HTTP_RATECARD_VAR_RESET        4
 #define NGX_HTTP_RATECARD_VAR_RETRY_AFTER  5
 
-#define NGX_HTTP_RATECARD_WRITE_RETRY_AFTER  0
-#define NGX_HTTP_RATECARD_WRITE_POLICY       1
-#define NGX_HTTP_RATECARD_WRITE_RATELIMIT    2
 
 /* the fields the header filter still owes the main response */
 #define NGX_HTTP_RATECARD_FIELDS_NONE        0
@@ -141,6 +138,8 @@ typedef struct {
     ngx_uint_t                  fields;        /* NGX_HTTP_RATECARD_FIELDS_* */
     ratecard_limiter           *limiter;
     ratecard_decision           decision;
+    u_char                     *answer;        /* what ratecard_write_response wrote */
+    ratecard_response           response;
     unsigned                    answered:1;
 } ngx_http_ratecard_state_t;
 
@@ -163,8 +162,10 @@ static ngx_int_t ngx_http_ratecard_variable(ngx_http_request_t *r,
 static ngx_http_ratecard_state_t *ngx_http_ratecard_state(
     ngx_http_request_t *r, ngx_uint_t create);
 static void ngx_http_ratecard_state_cleanup(void *data);
+static ngx_int_t ngx_http_ratecard_fields(ngx_http_request_t *r,
+    ngx_http_ratecard_state_t *st);
 static ngx_int_t ngx_http_ratecard_add_header(ngx_http_request_t *r,
-    ngx_str_t *name, ngx_uint_t what, ngx_http_ratecard_state_t *st);
+    ngx_str_t *name, u_char *answer, ratecard_field field);
 static ngx_int_t ngx_http_ratecard_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_ratecard_attach(ngx_log_t *log,
@@ -532,7 +533,7 @@ ngx_http_ratecard_request(ngx_http_request_t *r,
         if (value.len == 0) {
             req->client_ip = NULL;
 
-        } else if (ratecard_ip_parse(value.data, value.len, ip, &ip_len)
+        } else if (ratecard_ip_parse(value.data, value.len, ip, sizeof(ip), &ip_len)
                    == RATECARD_OK)
         {
             req->client_ip = ip;
@@ -659,7 +660,6 @@ ngx_http_ratecard_reject(ngx_http_request_t *r,
     ngx_http_ratecard_loc_conf_t *lcf, ngx_http_ratecard_state_t *st)
 {
     size_t        len;
-    u_char        body[256];
     ngx_int_t     rc;
     ngx_buf_t    *b;
     ngx_chain_t   out;
@@ -679,9 +679,10 @@ ngx_http_ratecard_reject(ngx_http_request_t *r,
         return rc;
     }
 
-    if (ratecard_write_429_body(body, sizeof(body), &len) != RATECARD_OK) {
+    if (ngx_http_ratecard_fields(r, st) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+    len = st->response.body.len;
 
     st->fields = NGX_HTTP_RATECARD_FIELDS_REJECTION;
 
@@ -704,7 +705,7 @@ ngx_http_ratecard_reject(ngx_http_request_t *r,
         return NGX_DONE;
     }
 
-    b->last = ngx_cpymem(b->last, body, len);
+    b->last = ngx_cpymem(b->last, st->answer + st->response.body.offset, len);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -769,16 +770,17 @@ ngx_http_ratecard_header_filter(ngx_http_request_t *r)
     fields = st->fields;
     st->fields = NGX_HTTP_RATECARD_FIELDS_NONE;
 
-    if ((fields == NGX_HTTP_RATECARD_FIELDS_REJECTION
-         && ngx_http_ratecard_add_header(r, &ngx_http_ratecard_retry_after,
-                                         NGX_HTTP_RATECARD_WRITE_RETRY_AFTER,
-                                         st)
-            != NGX_OK)
+    if (ngx_http_ratecard_fields(r, st) != NGX_OK
+        || (fields == NGX_HTTP_RATECARD_FIELDS_REJECTION
+            && ngx_http_ratecard_add_header(r, &ngx_http_ratecard_retry_after,
+                                            st->answer, st->response.retry_after)
+               != NGX_OK)
         || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_policy,
-                                        NGX_HTTP_RATECARD_WRITE_POLICY, st)
+                                        st->answer,
+                                        st->response.ratelimit_policy)
            != NGX_OK
         || ngx_http_ratecard_add_header(r, &ngx_http_ratecard_ratelimit,
-                                        NGX_HTTP_RATECARD_WRITE_RATELIMIT, st)
+                                        st->answer, st->response.ratelimit)
            != NGX_OK)
     {
         return NGX_ERROR;
@@ -788,18 +790,25 @@ ngx_http_ratecard_header_filter(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_http_ratecard_add_header(ngx_http_request_t *r, ngx_str_t *name,
-    ngx_uint_t what, ngx_http_ratecard_state_t *st)
-{
-    size_t            size, len;
-    u_char           *buf;
-    ngx_uint_t        attempt;
-    ngx_table_elt_t  *h;
-    ratecard_status   rc;
+/*
+ * Everything the response owes its decision, written once by the library
+ * into the request pool: status, Retry-After, RateLimit-Policy, RateLimit
+ * and Clerk's body, the same as every other ratecard host writes.
+ */
 
-    size = 128;
-    len = 0;
+static ngx_int_t
+ngx_http_ratecard_fields(ngx_http_request_t *r, ngx_http_ratecard_state_t *st)
+{
+    size_t           size, need;
+    ngx_uint_t       attempt;
+    ratecard_status  rc;
+
+    if (st->answer != NULL) {
+        return NGX_OK;
+    }
+
+    size = 512;
+    need = 0;
     rc = RATECARD_BUFFER_TOO_SHORT;
 
     /* a second attempt gets the length the first one reported */
@@ -807,40 +816,37 @@ ngx_http_ratecard_add_header(ngx_http_request_t *r, ngx_str_t *name,
          attempt++)
     {
         if (attempt > 0) {
-            size = len;
+            size = need;
         }
 
-        buf = ngx_pnalloc(r->pool, size);
-        if (buf == NULL) {
+        st->answer = ngx_pnalloc(r->pool, size ? size : 1);
+        if (st->answer == NULL) {
             return NGX_ERROR;
         }
 
-        switch (what) {
-
-        case NGX_HTTP_RATECARD_WRITE_RETRY_AFTER:
-            rc = ratecard_write_retry_after(&st->decision, buf, size, &len);
-            break;
-
-        case NGX_HTTP_RATECARD_WRITE_POLICY:
-            rc = ratecard_write_ratelimit_policy(st->limiter, &st->decision,
-                                                 buf, size, &len);
-            break;
-
-        default: /* NGX_HTTP_RATECARD_WRITE_RATELIMIT */
-            rc = ratecard_write_ratelimit(st->limiter, &st->decision,
-                                          buf, size, &len);
-            break;
-        }
+        rc = ratecard_write_response(st->limiter, &st->decision, st->answer,
+                                     size, &st->response, &need);
     }
 
     if (rc != RATECARD_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ratecard: writing \"%V\" failed: %s",
-                      name, ratecard_status_str(rc));
+                      "ratecard: writing the response failed: %s",
+                      ratecard_status_str(rc));
+        st->answer = NULL;
         return NGX_ERROR;
     }
 
-    if (len == 0) {
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ratecard_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    u_char *answer, ratecard_field field)
+{
+    ngx_table_elt_t  *h;
+
+    if (field.len == 0) {
         return NGX_OK;
     }
 
@@ -851,8 +857,8 @@ ngx_http_ratecard_add_header(ngx_http_request_t *r, ngx_str_t *name,
 
     h->hash = 1;
     h->key = *name;
-    h->value.data = buf;
-    h->value.len = len;
+    h->value.data = answer + field.offset;
+    h->value.len = field.len;
     h->lowcase_key = NULL;
 #if (nginx_version >= 1023000)
     h->next = NULL;
@@ -1010,7 +1016,7 @@ ngx_http_ratecard_status_handler(ngx_http_request_t *r)
 {
     size_t                         size;
     uint32_t                       i, rules;
-    uint64_t                       allowed, denied;
+    ratecard_rule_stats            rs;
     ngx_int_t                      rc;
     ngx_buf_t                     *b;
     const char                    *name;
@@ -1056,8 +1062,9 @@ ngx_http_ratecard_status_handler(ngx_http_request_t *r)
     b->last = ngx_sprintf(b->last, "capacity %uL\n", stats.capacity);
     b->last = ngx_sprintf(b->last, "occupancy %uL\n", stats.occupancy);
     b->last = ngx_sprintf(b->last, "allowed %uL\n", stats.allowed);
-    b->last = ngx_sprintf(b->last, "denied %uL\n", stats.denied);
-    b->last = ngx_sprintf(b->last, "evicted %uL\n", stats.evicted);
+    b->last = ngx_sprintf(b->last, "denied %uL\n",
+                          stats.limited + stats.dry_run_limited);
+    b->last = ngx_sprintf(b->last, "evicted %uL\n", stats.evicted_in_debt);
     b->last = ngx_sprintf(b->last, "inserts %uL\n", stats.inserts);
     b->last = ngx_sprintf(b->last, "full %uL\n", stats.full);
 
@@ -1065,14 +1072,14 @@ ngx_http_ratecard_status_handler(ngx_http_request_t *r)
         name = ratecard_rule_name(z->enforce, i);
 
         if (name == NULL || ngx_strlen(name) > 64
-            || ratecard_rule_stats(z->enforce, i, &allowed, &denied)
-               != RATECARD_OK)
+            || ratecard_limiter_rule_stats(z->enforce, i, &rs) != RATECARD_OK)
         {
             continue;
         }
 
         b->last = ngx_sprintf(b->last, "rule %s allowed %uL denied %uL\n",
-                              name, allowed, denied);
+                              name, rs.allowed + rs.exempt,
+                              rs.limited + rs.dry_run_limited);
     }
 
     b->last_buf = (r == r->main) ? 1 : 0;
