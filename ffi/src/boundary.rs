@@ -182,6 +182,8 @@ macro_rules! boundary {
         let result = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| {
             $(
                 let $h: &$crate::limiter::ratecard_limiter =
+                    // SAFETY: a handle pointer the caller got from this
+                    // library and has not freed (the header's contract).
                     match unsafe { $crate::boundary::handle($h) } {
                         Ok(h) => h,
                         Err(status) => return $crate::boundary::Boundary::refused(status),
@@ -283,7 +285,10 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> 
     }
     if ptr.is_null()
         || !ptr.is_aligned()
-        || len > isize::MAX as usize / std::mem::size_of::<T>().max(1)
+        || len
+            > (isize::MAX as usize)
+                .checked_div(std::mem::size_of::<T>())
+                .unwrap_or(usize::MAX)
     {
         return None;
     }

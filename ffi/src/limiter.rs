@@ -386,6 +386,7 @@ impl CustomRules {
         // SAFETY (each read): `len` readable rules at `ptr`, and each rule's
         // `routes_len` readable routes (the caller's contract).
         let c_rules: Vec<ratecard_rule> = (0..len)
+            // SAFETY: as above.
             .map(|i| unsafe { read_nth(ptr, len, i) })
             .collect::<Option<_>>()
             .ok_or(RATECARD_INVALID_ARGUMENT)?;

@@ -177,11 +177,15 @@ impl ratecard_decision {
 /// # Safety
 /// Every non-NULL pointer in `r` must be valid for reads of its length for `'a`.
 unsafe fn request_of(r: &ratecard_request) -> Result<Request<'_>, ratecard_status> {
-    // SAFETY (each): the caller's contract for the request's byte strings.
+    // SAFETY: the caller's contract for the request's byte strings.
     let method = unsafe { bytes(r.method, r.method_len) };
+    // SAFETY: as above.
     let path = unsafe { bytes(r.path, r.path_len) };
+    // SAFETY: as above.
     let client_ip = unsafe { bytes(r.client_ip, r.client_ip_len) };
+    // SAFETY: as above.
     let secret_key = unsafe { bytes(r.secret_key, r.secret_key_len) };
+    // SAFETY: as above.
     let tenant = unsafe { bytes(r.tenant, r.tenant_len) };
     let (Some(method), Some(path), Some(client_ip), Some(secret_key), Some(tenant)) =
         (method, path, client_ip, secret_key, tenant)
