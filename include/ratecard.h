@@ -483,6 +483,25 @@ typedef struct ratecard_rule_info {
 } ratecard_rule_info;
 
 /**
+ * One table in a metrics page: a handle and the `zone` label its samples
+ * carry.
+ */
+typedef struct ratecard_metrics_zone {
+  /**
+   * The handle.
+   */
+  const struct ratecard_limiter *limiter;
+  /**
+   * The zone's name, UTF-8 (escaped as the format requires).
+   */
+  const uint8_t *name;
+  /**
+   * Length of `name`.
+   */
+  size_t name_len;
+} ratecard_metrics_zone;
+
+/**
  * One request to decide. Every byte string is a pointer and a length, not
  * NUL-terminated, not required to be UTF-8; `(NULL, 0)` is empty.
  *
@@ -957,6 +976,27 @@ ratecard_status ratecard_rule_find(const struct ratecard_limiter *limiter,
                                    const uint8_t *name,
                                    size_t name_len,
                                    uint32_t *out);
+
+/**
+ * Write the counters of `zones_len` tables (at most 32) into `buf`, in
+ * Prometheus' text exposition format (Content-Type
+ * `text/plain; version=0.0.4`): decisions by rule and outcome, inserts,
+ * evictions (in debt apart), table size and occupancy, and the Redis
+ * mode's round trips, errors, fallbacks and cached denials. Labels are
+ * zones, rules and outcomes, never subjects. Counters only grow while a
+ * table lives and are exact when no decision is in flight. Occupancy is a
+ * scan of each table: call this for a scrape, not per request.
+ *
+ * Returns RATECARD_OK with `*out_len` = bytes written;
+ * RATECARD_BUFFER_TOO_SHORT with `*out_len` = bytes needed, the buffer
+ * untouched; RATECARD_NULL_ARGUMENT; RATECARD_INVALID_ARGUMENT (more than
+ * 32 zones, a name that is not UTF-8, a misaligned handle).
+ */
+ratecard_status ratecard_write_metrics(const struct ratecard_metrics_zone *zones,
+                                       size_t zones_len,
+                                       uint8_t *buf,
+                                       size_t buf_len,
+                                       size_t *out_len);
 
 /**
  * Decide `request` at `now_ns` (CLOCK_MONOTONIC nanoseconds, shared by

@@ -67,6 +67,7 @@ pub mod gcra;
 #[doc(hidden)]
 pub mod hash;
 mod limiter;
+pub mod metrics;
 mod params;
 mod quota;
 mod request;

@@ -271,6 +271,10 @@ impl<'a> Limiter<'a> {
             evicted: c.sum(Global::Evicted),
             evicted_in_debt: c.sum(Global::EvictedInDebt),
             full: c.sum(Global::Full),
+            remote_calls: c.sum(Global::RemoteCalls),
+            remote_errors: c.sum(Global::RemoteErrors),
+            remote_fallbacks: c.sum(Global::RemoteFallbacks),
+            remote_cached: c.sum(Global::RemoteCached),
             occupancy: self.table.occupancy(),
             capacity: self.table.capacity(),
             ..Stats::default()

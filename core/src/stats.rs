@@ -33,6 +33,16 @@ pub struct Stats {
     /// Inserts that found every candidate slot in debt and were refused
     /// (Deny policy) or admitted untracked (Admit policy).
     pub full: u64,
+    /// Round trips to a remote store (Redis) that got a reply.
+    pub remote_calls: u64,
+    /// Round trips that failed (timeout, connection, a bad reply).
+    pub remote_errors: u64,
+    /// Decisions the host's policy answered because the remote store could
+    /// not (fail open, fail closed, or the local table).
+    pub remote_fallbacks: u64,
+    /// Denials answered from the local cache of remote denials, with no
+    /// round trip.
+    pub remote_cached: u64,
     /// Slots holding a key now.
     pub occupancy: u64,
     /// Slots in the table.

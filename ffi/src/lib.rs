@@ -9,7 +9,8 @@
 //!   free, counters and rule look-ups;
 //! - [`request`]: requests and decisions: check, peek, the generic keyed
 //!   check, reset;
-//! - [`response`]: the response writers, IP parsing, the clock.
+//! - [`response`]: the response writers, IP parsing, the clock;
+//! - [`metrics`]: counters in Prometheus' text format.
 //!
 //! Every export is `unsafe extern "C"` where it takes pointers: its contract
 //! (pointers valid for their lengths, handles live) is the header's. The
@@ -43,10 +44,12 @@
 
 pub mod boundary;
 pub mod limiter;
+pub mod metrics;
 pub mod request;
 pub mod response;
 
 pub use boundary::*;
 pub use limiter::*;
+pub use metrics::*;
 pub use request::*;
 pub use response::*;

@@ -414,3 +414,99 @@ fn ip_parse_writes_4_or_16_bytes_within_the_capacity_given() {
         }
     }
 }
+
+fn metrics_of(zones: &[ratecard_metrics_zone]) -> (ratecard_status, Vec<u8>) {
+    let mut need = 0usize;
+    // SAFETY: valid zones; (NULL, 0) asks for the length.
+    let s = unsafe {
+        ratecard_write_metrics(zones.as_ptr(), zones.len(), ptr::null_mut(), 0, &mut need)
+    };
+    assert_eq!(s, RATECARD_BUFFER_TOO_SHORT);
+    let mut buf = vec![0u8; need];
+    let mut n = 0usize;
+    // SAFETY: a buffer of the length needed.
+    let s = unsafe {
+        ratecard_write_metrics(
+            zones.as_ptr(),
+            zones.len(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut n,
+        )
+    };
+    buf.truncate(n);
+    (s, buf)
+}
+
+#[test]
+fn metrics_of_several_zones_are_written_in_one_page() {
+    let (a, b) = (c_limiter(64), c_limiter(128));
+    let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip([10, 0, 0, 9]);
+    let cr = c_request(&r);
+    for _ in 0..6 {
+        c_check(a, &cr.r, SEC);
+    }
+    let zone = |l, name: &'static str| ratecard_metrics_zone {
+        limiter: l,
+        name: name.as_ptr(),
+        name_len: name.len(),
+    };
+    let (s, page) = metrics_of(&[zone(a, "front"), zone(b, "back")]);
+    assert_eq!(s, RATECARD_OK);
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains(
+        "ratecard_decisions_total{zone=\"front\",rule=\"fapi.sign_ins.create\",outcome=\"limited\"} 1\n"
+    ));
+    assert!(page.contains("ratecard_table_slots{zone=\"back\"} 128\n"));
+    let bad = [ratecard_metrics_zone {
+        limiter: a,
+        name: b"\xff".as_ptr(),
+        name_len: 1,
+    }];
+    let mut n = 0usize;
+    // SAFETY: valid pointers; the name is what is refused.
+    assert_eq!(
+        unsafe { ratecard_write_metrics(bad.as_ptr(), 1, ptr::null_mut(), 0, &mut n) },
+        RATECARD_INVALID_ARGUMENT
+    );
+    // SAFETY: our handles, freed once.
+    unsafe {
+        ratecard_limiter_free(a);
+        ratecard_limiter_free(b);
+    }
+}
+
+#[test]
+#[ignore = "needs promtool (Debian: prometheus); run by scripts/test.sh"]
+fn metrics_pass_promtool_check_metrics() {
+    use std::io::Write;
+    let l = c_limiter(64);
+    let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip([10, 0, 0, 9]);
+    let cr = c_request(&r);
+    c_check(l, &cr.r, SEC);
+    let name = "zone \"with\" quotes\\";
+    let zones = [ratecard_metrics_zone {
+        limiter: l,
+        name: name.as_ptr(),
+        name_len: name.len(),
+    }];
+    let (s, page) = metrics_of(&zones);
+    assert_eq!(s, RATECARD_OK);
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    child.stdin.take().unwrap().write_all(&page).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+    // SAFETY: our handle, freed once.
+    unsafe { ratecard_limiter_free(l) };
+}

@@ -51,6 +51,16 @@ pub struct Stripe {
     /// Inserts that found every candidate in debt and were refused or
     /// admitted untracked by the policy.
     pub(crate) full: AtomicU64,
+    /// Round trips to a remote store (Redis) that got a reply.
+    pub(crate) remote_calls: AtomicU64,
+    /// Round trips that failed (timeout, connection, a bad reply).
+    pub(crate) remote_errors: AtomicU64,
+    /// Decisions the host's policy answered because the remote store could
+    /// not (fail open, fail closed, or the local table).
+    pub(crate) remote_fallbacks: AtomicU64,
+    /// Denials answered from the local cache of remote denials, with no
+    /// round trip.
+    pub(crate) remote_cached: AtomicU64,
 }
 
 impl Stripe {
@@ -64,6 +74,10 @@ impl Stripe {
             evicted: AtomicU64::new(0),
             evicted_in_debt: AtomicU64::new(0),
             full: AtomicU64::new(0),
+            remote_calls: AtomicU64::new(0),
+            remote_errors: AtomicU64::new(0),
+            remote_fallbacks: AtomicU64::new(0),
+            remote_cached: AtomicU64::new(0),
         }
     }
 }
@@ -95,6 +109,14 @@ pub enum Global {
     EvictedInDebt,
     /// See [`Stripe::full`].
     Full,
+    /// See [`Stripe::remote_calls`].
+    RemoteCalls,
+    /// See [`Stripe::remote_errors`].
+    RemoteErrors,
+    /// See [`Stripe::remote_fallbacks`].
+    RemoteFallbacks,
+    /// See [`Stripe::remote_cached`].
+    RemoteCached,
 }
 
 impl<'m> Counters<'m> {
@@ -157,6 +179,10 @@ impl Stripe {
             Global::Evicted => &self.evicted,
             Global::EvictedInDebt => &self.evicted_in_debt,
             Global::Full => &self.full,
+            Global::RemoteCalls => &self.remote_calls,
+            Global::RemoteErrors => &self.remote_errors,
+            Global::RemoteFallbacks => &self.remote_fallbacks,
+            Global::RemoteCached => &self.remote_cached,
         }
     }
 }
