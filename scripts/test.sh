@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
 # Every test ratecard has, from a fresh Debian machine with Rust stable and
 # nightly: installs what is missing (scripts/setup.sh), then runs the checks
-# stage by stage. Exits non-zero on the first failure.
+# stage by stage, timing each. Exits non-zero on the first failure.
+#
+#   bash scripts/test.sh          # everything (what CI runs)
+#   bash scripts/test.sh quick    # fmt, clippy, cargo test: no installs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 export CARGO_TERM_COLOR=never
+mode=${1:-all}
 
-stage() { printf '\n=== %s ===\n' "$*"; }
+started=$(date +%s)
+last=$started
+stage() {
+  local now
+  now=$(date +%s)
+  if [ -n "${current:-}" ]; then
+    printf '=== %s: %ss\n' "$current" $((now - last))
+  fi
+  current="$*"
+  last=$now
+  printf '\n=== %s ===\n' "$*"
+}
+finish() {
+  stage "done"
+  printf 'all stages passed in %ss\n' $(($(date +%s) - started))
+}
 
-stage "setup: Debian packages (Go, nginx, valgrind, wrk, curl) and cargo-fuzz"
-bash scripts/setup.sh
+if [ "$mode" != quick ]; then
+  stage "setup: Debian packages and cargo-fuzz"
+  bash scripts/setup.sh
+fi
 
 stage "format"
 cargo fmt --all -- --check
@@ -20,6 +41,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 stage "rust tests (core, ffi, benches)"
 cargo test --workspace
+
+if [ "$mode" = quick ]; then
+  finish
+  exit 0
+fi
+
+stage "rust tests that need promtool"
+cargo test -p ratecard-ffi --test abi -- --ignored
 
 stage "occupancy at 2^20 slots (release)"
 cargo test --release -p ratecard --test occupancy
@@ -53,5 +82,4 @@ bash integrations/nginx/test.sh
 stage "fuzz smoke: every target for a bounded time under AddressSanitizer"
 bash fuzz/smoke.sh
 
-echo
-echo "all stages passed"
+finish

@@ -40,18 +40,19 @@
 //! - Every rule uses GCRA with the burst equal to the limit.
 //!
 //! ```
-//! use ratecard::route::{classify, decoded};
-//! use ratecard::{Api, InstanceKind, CLERK};
+//! # #[cfg(feature = "alloc")] {
+//! use ratecard::{Api, Config, Limiter, Nanos, Request, Seed, Verdict, CLERK};
 //!
 //! assert_eq!(CLERK.validate(), Ok(()));
-//! let c = classify(&CLERK, Api::Backend, InstanceKind::Production, b"PATCH", b"/v1/users/user_123");
-//! let names: Vec<&str> = c.matches.iter().map(|m| CLERK.rules()[m.rule as usize].name).collect();
+//! let l = Limiter::new(&Config::DEFAULT, CLERK, Seed::from_bytes([1; 16])).unwrap();
+//! let patch = Request::new(Api::Backend, b"PATCH", b"/v1/users/user_123").key(b"sk_live_x");
+//! let d = l.check(&patch, Nanos(1)).unwrap();
+//! let names: Vec<&str> = d.matched.iter().map(|r| CLERK.rules()[r.index()].name).collect();
 //! assert_eq!(names, ["bapi.instance.production", "bapi.users.update"]);
-//! let user: Vec<u8> = decoded(c.matches[1].captures[0]).collect();
-//! assert_eq!(user, b"user_123");
 //!
-//! let c = classify(&CLERK, Api::Backend, InstanceKind::Development, b"GET", b"/v1/jwks");
-//! assert_eq!(c.exempt.map(|i| CLERK.rules()[i as usize].name), Some("bapi.jwks"));
+//! let jwks = Request::new(Api::Backend, b"GET", b"/v1/jwks").key(b"sk_test_x");
+//! assert_eq!(l.check(&jwks, Nanos(1)).unwrap().verdict, Verdict::Exempt);
+//! # }
 //! ```
 
 use crate::quota::Quota;
