@@ -92,7 +92,7 @@ func middleware(l decider, next http.Handler, o MiddlewareOptions, api API) http
 		if o.Tenant != nil {
 			req.Tenant = o.Tenant(r)
 		}
-		d, err := l.Check(&req)
+		d, err := check(l, &req)
 		if err != nil {
 			if o.OnError != nil {
 				o.OnError(r, err)
@@ -112,6 +112,16 @@ func middleware(l decider, next http.Handler, o MiddlewareOptions, api API) http
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// check is l.Check(req). A *Limiter is called directly: through the
+// interface req would escape to the heap, an allocation per request.
+func check(l decider, req *Request) (Decision, error) {
+	if lim, ok := l.(*Limiter); ok {
+		return lim.Check(req)
+	}
+	r := *req
+	return l.Check(&r)
 }
 
 // The fields' names as http.Header.Set would canonicalise them, so that

@@ -115,31 +115,32 @@ uint32_t rc_rule_count(uintptr_t l) {
 
 const char *rc_rule_name(uintptr_t l, uint32_t rule) { return ratecard_rule_name(RC_L(l), rule); }
 
-static int rc_failed(ratecard_status s) { return s != RATECARD_OK && s != RATECARD_BUFFER_TOO_SHORT; }
-
 rc_lens rc_fields_into(uintptr_t l, ratecard_decision d, uint8_t *buf, size_t cap) {
 	rc_lens r = {0};
-	size_t policy = 0, ratelimit = 0, retry_after = 0, n = 0;
-	ratecard_status s;
-	// Lengths first: an empty buffer asks for them.
-	if (rc_failed(s = ratecard_write_ratelimit_policy(RC_L(l), &d, NULL, 0, &policy)) ||
-	    rc_failed(s = ratecard_write_ratelimit(RC_L(l), &d, NULL, 0, &ratelimit)) ||
-	    rc_failed(s = ratecard_write_retry_after(&d, NULL, 0, &retry_after))) {
-		r.status = s;
-		return r;
+	size_t n[3] = {0, 0, 0}, off = 0;
+	int fits = 1;
+	// Each field is written where the last ended; once one does not fit,
+	// the rest are only measured (an empty buffer asks for the length).
+	for (int i = 0; i < 3; i++) {
+		uint8_t *at = fits && buf ? buf + off : NULL;
+		size_t room = fits && buf ? cap - off : 0;
+		ratecard_status s =
+			i == 0 ? ratecard_write_ratelimit_policy(RC_L(l), &d, at, room, &n[i]) :
+			i == 1 ? ratecard_write_ratelimit(RC_L(l), &d, at, room, &n[i]) :
+			         ratecard_write_retry_after(&d, at, room, &n[i]);
+		if (s == RATECARD_BUFFER_TOO_SHORT) {
+			fits = 0;
+		} else if (s != RATECARD_OK) {
+			r.status = s;
+			return r;
+		} else if (fits) {
+			off += n[i];
+		}
 	}
-	r.policy = (uint32_t)policy;
-	r.ratelimit = (uint32_t)ratelimit;
-	r.retry_after = (uint32_t)retry_after;
-	if (policy > cap || ratelimit > cap - policy || retry_after > cap - policy - ratelimit) {
-		r.status = RATECARD_BUFFER_TOO_SHORT;
-		return r;
-	}
-	if ((s = ratecard_write_ratelimit_policy(RC_L(l), &d, buf, policy, &n)) != RATECARD_OK ||
-	    (s = ratecard_write_ratelimit(RC_L(l), &d, buf + policy, ratelimit, &n)) != RATECARD_OK ||
-	    (s = ratecard_write_retry_after(&d, buf + policy + ratelimit, retry_after, &n)) != RATECARD_OK) {
-		r.status = s;
-	}
+	r.status = fits ? RATECARD_OK : RATECARD_BUFFER_TOO_SHORT;
+	r.policy = (uint32_t)n[0];
+	r.ratelimit = (uint32_t)n[1];
+	r.retry_after = (uint32_t)n[2];
 	return r;
 }
 

@@ -50,7 +50,7 @@ typedef struct {
 // The response fields of a decision, back to back in text: RateLimit-Policy
 // (policy bytes), then RateLimit, then Retry-After. On
 // RATECARD_BUFFER_TOO_SHORT the lengths say how much room is needed and
-// text holds nothing.
+// text holds nothing usable.
 typedef struct {
 	ratecard_status status;
 	uint32_t policy, ratelimit, retry_after;
@@ -95,8 +95,8 @@ const char *rc_rule_name(uintptr_t l, uint32_t rule);
 // three writers inside; the Go side stays as it is.
 rc_fields rc_fields_of(uintptr_t l, ratecard_decision d);
 // rc_fields_of into a caller's buffer of cap bytes, for fields longer than
-// RC_FIELDS_INLINE; RATECARD_BUFFER_TOO_SHORT (writing nothing) with the
-// lengths needed when they do not fit.
+// RC_FIELDS_INLINE; RATECARD_BUFFER_TOO_SHORT with the lengths needed (and
+// the buffer's contents unusable) when they do not fit.
 rc_lens rc_fields_into(uintptr_t l, ratecard_decision d, uint8_t *buf, size_t cap);
 
 // CLOCK_MONOTONIC, as ratecard_now_ns reads it.
