@@ -66,8 +66,10 @@ func Backend(l *Limiter, next http.Handler, o MiddlewareOptions) http.Handler {
 	return middleware(l, next, o, APIBackend)
 }
 
-// decider is all the middleware asks of a limiter: *Limiter is one, and a
-// second backend (one that counts in Redis) plugs in by being another.
+// decider is a limiter backend as the middleware sees it: *Limiter is one;
+// a second (one that counts in Redis) plugs in by being another. The
+// middleware calls only Check; Peek, Wait and RuleNames complete what a
+// backend offers the Transport and callers.
 type decider interface {
 	Check(*Request) (Decision, error)
 	Peek(*Request) (Decision, error)
@@ -146,9 +148,9 @@ func newDenial() denial {
 	return denial{body: body, contentLength: strconv.Itoa(len(body))}
 }
 
-// respond writes d's answer into w, and is the only code that does: the
-// RateLimit fields; on a denial also the 429 status, Retry-After and
-// Clerk's body. It reports whether the request goes on to the next
+// respond writes d's answer into w, and is the only code that writes a
+// decision's answer: the RateLimit fields; on a denial also the 429
+// status, Retry-After and Clerk's body. It reports whether the request goes on to the next
 // handler. An error writing the fields leaves them out; the decision
 // stands. (The C library's coming call that writes every field and the
 // status at once replaces the inside of this function.)

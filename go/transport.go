@@ -99,11 +99,9 @@ func (t *Transport) done() chan struct{} {
 // RoundTrip waits until the limiter allows req, then sends it through Base.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	done := t.done()
-	select {
-	case <-done:
+	if isClosed(done) {
 		closeBody(req)
 		return nil, ErrTransportClosed
-	default:
 	}
 	if t.Limiter == nil {
 		closeBody(req)
@@ -130,12 +128,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	// failed is err, or ErrTransportClosed if Close is why.
 	failed := func(err error) error {
-		select {
-		case <-done:
-			if req.Context().Err() == nil {
-				return ErrTransportClosed
-			}
-		default:
+		if isClosed(done) && (err == nil || req.Context().Err() == nil) {
+			return ErrTransportClosed
 		}
 		return err
 	}
@@ -147,7 +141,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Tenant:    t.Tenant,
 	}
 	for attempt := 0; ; attempt++ {
-		if _, err := t.Limiter.Wait(ctx, &r); err != nil {
+		if _, err := t.Limiter.Wait(ctx, &r); err != nil || isClosed(done) {
 			closeBody(req)
 			return nil, failed(err)
 		}
@@ -182,6 +176,15 @@ func (t *Transport) CloseIdleConnections() {
 	}
 	if c, ok := base.(closeIdler); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+func isClosed(done chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 
