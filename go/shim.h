@@ -4,8 +4,8 @@
 //     incomplete C type would make cgo box it and check it on every call
 //     (an allocation and ~10ns);
 //   - results come back by value, and requests are built on the C stack,
-//     so no Go memory is handed to C except the bytes of strings (which
-//     hold no Go pointers) for the length of one call.
+//     so the only Go memory C sees is bytes (a string's, or a buffer to
+//     write into, never holding Go pointers) for the length of one call.
 #ifndef RATECARD_GO_SHIM_H
 #define RATECARD_GO_SHIM_H
 
@@ -43,8 +43,8 @@ typedef struct {
 } rc_time;
 
 // Room for the response fields of a decision in rc_fields: enough for
-// Clerk's table (the longest, an organization invitation, is about 90
-// bytes); a longer custom table takes rc_fields_into.
+// Clerk's table (an organization invitation's three take about 130
+// bytes); a custom table's longer fields take rc_fields_into.
 #define RC_FIELDS_INLINE 240
 
 // The response fields of a decision, back to back in text: RateLimit-Policy
