@@ -1,180 +1,13 @@
 package ratecard
 
-// Every call into the C library goes through this file, and every use of
-// unsafe and cgo lives here.
+// Every call into the C library goes through this file and its C side,
+// shim.c (declared in shim.h); every use of unsafe and cgo lives here.
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../include
 #cgo LDFLAGS: ${SRCDIR}/../target/release/libratecard.a -lpthread -ldl -lm
 #include <stdlib.h>
-#include "ratecard.h"
-
-// The handle crosses as an integer: a pointer to an incomplete C type would
-// make cgo box it and check it on every call (an allocation and ~10ns).
-#define RC_L(l) ((const ratecard_limiter *)(l))
-
-// Results come back by value, so no Go memory is handed to C for them.
-typedef struct {
-	uint64_t reset_ns, retry_after_ns, matched;
-	uint32_t status, rule, limit, remaining, retry_after_secs;
-	uint8_t allowed, exempt, dry_run_denied, never_fits;
-} rc_decided; // a ratecard_decision, compact: it is copied twice on the way to Go
-typedef struct { ratecard_status status; uint32_t cleared; } rc_cleared;
-typedef struct { ratecard_status status; ratecard_stats s; } rc_stats;
-typedef struct { ratecard_status status; uint64_t allowed, denied; } rc_rule_stats;
-typedef struct { ratecard_status status; size_t policy, ratelimit, retry_after; } rc_lens;
-
-static rc_decided rc_compact(ratecard_status status, const ratecard_decision *d) {
-	rc_decided r = {0};
-	r.status = status;
-	if (status != RATECARD_OK) return r;
-	r.reset_ns = d->reset_ns;
-	r.retry_after_ns = d->retry_after_ns;
-	r.matched = d->matched;
-	r.rule = d->rule;
-	r.limit = d->limit;
-	r.remaining = d->remaining;
-	r.retry_after_secs = d->retry_after_secs;
-	r.allowed = d->allowed;
-	r.exempt = d->exempt;
-	r.dry_run_denied = d->dry_run_denied;
-	r.never_fits = d->never_fits;
-	return r;
-}
-
-static void rc_put_be64(uint8_t *p, uint64_t v) {
-	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-// The request is built here, on the C stack: a ratecard_request in Go memory
-// could not hold the Go pointers of the strings (cgo's pointer rules). The
-// client IP comes as two words so that no Go array has to escape for it.
-static ratecard_request rc_request(uint32_t api, const uint8_t *method, size_t method_len,
-		const uint8_t *path, size_t path_len, const uint8_t *ip, size_t ip_len,
-		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
-		uint32_t cost) {
-	ratecard_request r = {
-		.api = api, .method = method, .method_len = method_len,
-		.path = path, .path_len = path_len,
-		.client_ip = ip_len ? ip : NULL, .client_ip_len = ip_len,
-		.secret_key = key, .secret_key_len = key_len,
-		.tenant = tenant, .tenant_len = tenant_len, .cost = cost,
-	};
-	return r;
-}
-
-// One cgo crossing per decision: the clock is read here unless the caller
-// brings its own time (use_clock 0).
-static rc_decided rc_decide(uintptr_t l, int peek, int use_clock, uint64_t now,
-		uint32_t api, const uint8_t *method, size_t method_len,
-		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
-		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
-		uint32_t cost) {
-	uint8_t ip[16];
-	rc_put_be64(ip, ip_hi);
-	rc_put_be64(ip + 8, ip_lo);
-	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_len,
-		key, key_len, tenant, tenant_len, cost);
-	ratecard_decision d;
-	ratecard_status s;
-	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) return rc_compact(s, NULL);
-	s = peek ? ratecard_peek(RC_L(l), &req, now, &d) : ratecard_check(RC_L(l), &req, now, &d);
-	return rc_compact(s, &d);
-}
-
-static rc_decided rc_decide_key(uintptr_t l, int peek, int use_clock, uint64_t now,
-		uint32_t rule, const uint8_t *key, size_t key_len, uint32_t cost) {
-	ratecard_decision d;
-	ratecard_status s;
-	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) return rc_compact(s, NULL);
-	s = peek ? ratecard_peek_key(RC_L(l), rule, key, key_len, cost, now, &d)
-	         : ratecard_check_key(RC_L(l), rule, key, key_len, cost, now, &d);
-	return rc_compact(s, &d);
-}
-
-static rc_cleared rc_reset(uintptr_t l,
-		uint32_t api, const uint8_t *method, size_t method_len,
-		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
-		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len) {
-	rc_cleared r = {0};
-	uint8_t ip[16];
-	rc_put_be64(ip, ip_hi);
-	rc_put_be64(ip + 8, ip_lo);
-	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_len,
-		key, key_len, tenant, tenant_len, 0);
-	r.status = ratecard_reset(RC_L(l), &req, &r.cleared);
-	return r;
-}
-
-static rc_cleared rc_reset_key(uintptr_t l, uint32_t rule,
-		const uint8_t *key, size_t key_len) {
-	rc_cleared r = {0};
-	r.status = ratecard_reset_key(RC_L(l), rule, key, key_len, &r.cleared);
-	return r;
-}
-
-static rc_stats rc_limiter_stats(uintptr_t l) {
-	rc_stats r = {0};
-	r.status = ratecard_limiter_stats(RC_L(l), &r.s);
-	return r;
-}
-
-static rc_rule_stats rc_rule_stats_of(uintptr_t l, uint32_t rule) {
-	rc_rule_stats r = {0};
-	r.status = ratecard_rule_stats(RC_L(l), rule, &r.allowed, &r.denied);
-	return r;
-}
-
-static uint32_t rc_rule_count(uintptr_t l) {
-	uint32_t n = 0;
-	return ratecard_rule_count(RC_L(l), &n) == RATECARD_OK ? n : 0;
-}
-
-static const char *rc_rule_name(uintptr_t l, uint32_t rule) { return ratecard_rule_name(RC_L(l), rule); }
-
-static void rc_free(uintptr_t l) { ratecard_limiter_free((ratecard_limiter *)l); }
-
-// Makes a limiter; 0 on failure, with the status in *status.
-static uintptr_t rc_new(const ratecard_config *config, ratecard_status *status) {
-	ratecard_limiter *l = NULL;
-	*status = ratecard_limiter_new(config, &l);
-	return *status == RATECARD_OK ? (uintptr_t)l : 0;
-}
-
-// Writes RateLimit-Policy, RateLimit and Retry-After back to back into buf.
-// When they do not fit, returns RATECARD_BUFFER_TOO_SHORT with the lengths
-// needed and writes nothing.
-static int rc_failed(ratecard_status s) { return s != RATECARD_OK && s != RATECARD_BUFFER_TOO_SHORT; }
-
-static rc_lens rc_headers(uintptr_t l, ratecard_decision d, uint8_t *buf, size_t cap) {
-	rc_lens r = {0};
-	ratecard_status s;
-	// Lengths first: an empty buffer asks for them.
-	if (rc_failed(s = ratecard_write_ratelimit_policy(RC_L(l), &d, NULL, 0, &r.policy)) ||
-	    rc_failed(s = ratecard_write_ratelimit(RC_L(l), &d, NULL, 0, &r.ratelimit)) ||
-	    rc_failed(s = ratecard_write_retry_after(&d, NULL, 0, &r.retry_after))) {
-		r.status = s;
-		return r;
-	}
-	if (r.policy + r.ratelimit + r.retry_after > cap) {
-		r.status = RATECARD_BUFFER_TOO_SHORT;
-		return r;
-	}
-	size_t n;
-	if ((s = ratecard_write_ratelimit_policy(RC_L(l), &d, buf, r.policy, &n)) != RATECARD_OK ||
-	    (s = ratecard_write_ratelimit(RC_L(l), &d, buf + r.policy, r.ratelimit, &n)) != RATECARD_OK ||
-	    (s = ratecard_write_retry_after(&d, buf + r.policy + r.ratelimit, r.retry_after, &n)) != RATECARD_OK) {
-		r.status = s;
-	}
-	return r;
-}
-
-static size_t rc_429_body(uint8_t *buf, size_t cap) {
-	size_t n = 0;
-	return ratecard_write_429_body(buf, cap, &n) == RATECARD_OK ? n : 0;
-}
-
-static ratecard_status rc_now(uint64_t *out) { return ratecard_now_ns(out); }
+#include "shim.h"
 */
 import "C"
 
@@ -223,13 +56,6 @@ var (
 	_ = [1]int{}[uint32(ErrClockUnavailable)^C.RATECARD_CLOCK_UNAVAILABLE]
 )
 
-// raw is a ratecard_decision in Go types.
-type raw struct {
-	allowed, exempt, dryRunDenied, neverFits bool
-	rule, limit, remaining, retryAfterSecs   uint32
-	resetNs, retryAfterNs, matched           uint64
-}
-
 // decided is a decision as the C side hands it back, with its status.
 type decided = C.rc_decided
 
@@ -253,19 +79,20 @@ func (r *decided) fill(d *Decision) Status {
 	return statusOK
 }
 
-func (r *raw) c() C.ratecard_decision {
+// cDecision is fill backwards: the ratecard_decision d was made from.
+func cDecision(d *Decision) C.ratecard_decision {
 	return C.ratecard_decision{
-		allowed:          C.bool(r.allowed),
-		exempt:           C.bool(r.exempt),
-		dry_run_denied:   C.bool(r.dryRunDenied),
-		never_fits:       C.bool(r.neverFits),
-		rule:             C.uint32_t(r.rule),
-		limit:            C.uint32_t(r.limit),
-		remaining:        C.uint32_t(r.remaining),
-		retry_after_secs: C.uint32_t(r.retryAfterSecs),
-		reset_ns:         C.uint64_t(r.resetNs),
-		retry_after_ns:   C.uint64_t(r.retryAfterNs),
-		matched:          C.uint64_t(r.matched),
+		allowed:          C.bool(d.Allowed),
+		exempt:           C.bool(d.Exempt),
+		dry_run_denied:   C.bool(d.DryRunDenied),
+		never_fits:       C.bool(d.NeverFits),
+		rule:             C.uint32_t(d.rule),
+		limit:            C.uint32_t(d.Limit),
+		remaining:        C.uint32_t(d.Remaining),
+		retry_after_secs: C.uint32_t(d.retryAfterSecs),
+		reset_ns:         C.uint64_t(d.Reset),
+		retry_after_ns:   C.uint64_t(d.RetryAfter),
+		matched:          C.uint64_t(d.matched),
 	}
 }
 
@@ -374,25 +201,27 @@ func cRuleNames(h handle) []string {
 	return names
 }
 
-// cHeaders writes the RateLimit-Policy, RateLimit and Retry-After values of d.
-func cHeaders(h handle, d *raw) (Headers, Status) {
-	cd := d.c()
-	buf := make([]byte, 256)
-	for {
-		res := C.rc_headers(h, cd, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
-		need := int(res.policy + res.ratelimit + res.retry_after)
-		switch {
-		case res.status == C.RATECARD_BUFFER_TOO_SHORT && need > len(buf):
-			buf = make([]byte, need)
-			continue
-		case res.status != C.RATECARD_OK:
-			return Headers{}, Status(res.status)
+// cFields writes the response fields of d: one string, sliced three ways,
+// the only allocation unless the fields outgrow the C side's inline buffer.
+func cFields(h handle, d *Decision) (Headers, Status) {
+	cd := cDecision(d)
+	res := C.rc_fields_of(h, cd)
+	p, rl, ra := int(res.policy), int(res.ratelimit), int(res.retry_after)
+	var s string
+	switch res.status {
+	case C.RATECARD_OK:
+		s = string(unsafe.Slice((*byte)(unsafe.Pointer(&res.text[0])), p+rl+ra))
+	case C.RATECARD_BUFFER_TOO_SHORT:
+		buf := make([]byte, p+rl+ra)
+		lens := C.rc_fields_into(h, cd, (*C.uint8_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)))
+		if lens.status != C.RATECARD_OK {
+			return Headers{}, Status(lens.status)
 		}
-		// One string, sliced three ways.
-		s := string(buf[:need])
-		p, rl := int(res.policy), int(res.ratelimit)
-		return Headers{RateLimitPolicy: s[:p], RateLimit: s[p : p+rl], RetryAfter: s[p+rl:]}, statusOK
+		s = string(buf)
+	default:
+		return Headers{}, Status(res.status)
 	}
+	return Headers{RateLimitPolicy: s[:p], RateLimit: s[p : p+rl], RetryAfter: s[p+rl:]}, statusOK
 }
 
 func c429Body() []byte {
@@ -409,11 +238,18 @@ func cVersion() string { return C.GoString(C.ratecard_version()) }
 
 // cMonotonic is the C library's clock (CLOCK_MONOTONIC).
 func cMonotonic() (time.Duration, Status) {
-	var now C.uint64_t
-	if st := C.rc_now(&now); st != C.RATECARD_OK {
-		return 0, Status(st)
+	res := C.rc_now()
+	if res.status != C.RATECARD_OK {
+		return 0, Status(res.status)
 	}
-	return time.Duration(now), statusOK
+	return time.Duration(res.now), statusOK
+}
+
+// stackAddress is the address of a local on the calling goroutine's stack
+// (gate picks its stripe by it).
+func stackAddress() uintptr {
+	var local byte
+	return uintptr(unsafe.Pointer(&local))
 }
 
 func cFree(h handle) { C.rc_free(h) }

@@ -94,39 +94,24 @@ type Headers struct {
 }
 
 // Headers returns the response fields of d. They are empty for an exempt
-// or unmatched request, for the zero Decision, and once the Limiter that
-// made d is closed.
-func (d Decision) Headers() Headers {
+// or unmatched request and for the zero Decision. The error is ErrClosed
+// once the Limiter that made d is closed, or the C library's status should
+// it fail to write them.
+func (d Decision) Headers() (Headers, error) {
 	if d.l == nil {
-		return Headers{}
+		return Headers{}, nil
 	}
-	h, _ := d.l.headers(&raw{
-		allowed:        d.Allowed,
-		exempt:         d.Exempt,
-		dryRunDenied:   d.DryRunDenied,
-		neverFits:      d.NeverFits,
-		rule:           d.rule,
-		limit:          uint32(d.Limit),
-		remaining:      uint32(d.Remaining),
-		retryAfterSecs: d.retryAfterSecs,
-		resetNs:        uint64(d.Reset),
-		retryAfterNs:   uint64(d.RetryAfter),
-		matched:        d.matched,
-	})
-	return h
+	return d.l.fields(&d)
 }
 
 // SetHeaders sets the RateLimit-Policy and RateLimit fields of d in h, and
-// Retry-After when d denies the request. Empty fields are not set.
-func (d Decision) SetHeaders(h http.Header) {
-	f := d.Headers()
-	if f.RateLimitPolicy != "" {
-		h.Set("RateLimit-Policy", f.RateLimitPolicy)
+// Retry-After when d denies the request. Empty fields are not set. On an
+// error (see Headers) h is left as it was.
+func (d Decision) SetHeaders(h http.Header) error {
+	f, err := d.Headers()
+	if err != nil {
+		return err
 	}
-	if f.RateLimit != "" {
-		h.Set("RateLimit", f.RateLimit)
-	}
-	if !d.Allowed && f.RetryAfter != "" {
-		h.Set("Retry-After", f.RetryAfter)
-	}
+	setFields(h, &f, !d.Allowed, "")
+	return nil
 }

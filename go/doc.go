@@ -11,17 +11,18 @@
 //		API: ratecard.APIFrontend, Method: "POST", Path: "/v1/client/sign_ins",
 //		ClientIP: netip.MustParseAddr("203.0.113.9"),
 //	})
-//	if !d.Allowed { /* 429, Retry-After: d.Headers().RetryAfter */ }
+//	if !d.Allowed { /* 429; d.SetHeaders(w.Header()) writes Retry-After */ }
 //
 // Servers wrap their handlers in Frontend (keyed by client IP) or Backend
 // (keyed by the Authorization header's secret key), which answer 429 with
 // Retry-After, the RateLimit-Policy and RateLimit fields and Clerk's JSON
-// body. Programs that call Clerk's Backend API send through a Transport,
-// which waits before sending instead of drawing 429s.
+// body; a request they cannot decide fails closed with FailClosedStatus
+// (503). Programs that call Clerk's Backend API send through a Transport,
+// which waits before sending instead of drawing 429s; Close it when done.
 //
 // A Limiter is safe for concurrent use. Its table lives in C memory: Close
 // it when done. Strings cross into C without copying; a decision makes no
-// Go allocation.
+// Go allocation, and its response fields one string.
 //
 // Building needs cgo and the static library: run
 // `cargo build -p ratecard-ffi --release` in the repository first, which

@@ -51,6 +51,8 @@ const (
 var (
 	// ErrClosed is returned by calls on a closed Limiter.
 	ErrClosed = errors.New("ratecard: limiter closed")
+	// ErrTransportClosed is returned by round trips of a closed Transport.
+	ErrTransportClosed = errors.New("ratecard: transport closed")
 	// ErrNeverFits is returned by Wait when the cost exceeds the binding
 	// rule's burst: no wait helps.
 	ErrNeverFits = errors.New("ratecard: cost exceeds the rule's burst")

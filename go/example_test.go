@@ -29,7 +29,10 @@ func ExampleLimiter_Check() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		h := d.Headers()
+		h, err := d.Headers()
+		if err != nil {
+			log.Fatal(err)
+		}
 		if d.Allowed {
 			fmt.Printf("allowed  RateLimit: %s\n", h.RateLimit)
 		} else {
@@ -67,7 +70,7 @@ func ExampleTransport() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer t.Limiter.Close()
+	defer t.Close()
 	client := &http.Client{Transport: t}
 
 	for _, id := range []string{"user_1", "user_2"} {

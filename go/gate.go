@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // gate lets Close wait for the calls in flight without making every call
@@ -62,7 +61,6 @@ func (g *gate) shut() bool {
 // callers mostly land on different stripes. Two that share one only
 // share a cache line; correctness never depends on the choice.
 func stripeOfCaller() int {
-	var local byte
-	a := uintptr(unsafe.Pointer(&local))
+	a := stackAddress()
 	return int((a>>11)^(a>>15)^(a>>19)) & (gateStripes - 1)
 }

@@ -285,13 +285,14 @@ func (l *Limiter) RuleNames() []string {
 	return append([]string(nil), l.names...)
 }
 
-func (l *Limiter) headers(r *raw) (Headers, error) {
+// fields writes the response fields of d, a decision of l.
+func (l *Limiter) fields(d *Decision) (Headers, error) {
 	ticket, ok := l.gate.enter()
 	if !ok {
 		return Headers{}, ErrClosed
 	}
-	defer l.gate.exit(ticket)
-	h, st := cHeaders(l.h, r)
+	h, st := cFields(l.h, d)
+	l.gate.exit(ticket)
 	runtime.KeepAlive(l)
 	if st != statusOK {
 		return Headers{}, st

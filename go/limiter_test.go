@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
@@ -12,53 +14,134 @@ import (
 	"time"
 )
 
-func TestNewDefaultsToClerkTable(t *testing.T) {
+func TestRuleNamesAreTheLibrarysAndIndexTheRules(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
 	names := l.RuleNames()
-	if len(names) != 14 || names[0] != "fapi.sign_ins.create" {
-		t.Fatalf("rule names = %q", names)
+	seen := map[string]bool{}
+	for i, n := range names {
+		if n == "" || seen[n] {
+			t.Fatalf("rule %d: name %q empty or repeated in %q", i, n, names)
+		}
+		seen[n] = true
+		if j, err := l.RuleIndex(n); j != i || err != nil {
+			t.Fatalf("RuleIndex(%q) = %d, %v; want %d", n, j, err, i)
+		}
 	}
-	i, err := l.RuleIndex("bapi.users.update")
-	if err != nil || names[i] != "bapi.users.update" {
-		t.Fatalf("RuleIndex = %d, %v", i, err)
+	// The default table is Clerk's: it holds the rules these tests name.
+	for _, n := range []string{signInRule, attemptRule, devRule, prodRule, inviteRule, userEditRule, jwksRule} {
+		if !seen[n] {
+			t.Errorf("no rule %q in %q", n, names)
+		}
 	}
 	if _, err := l.RuleIndex("no.such.rule"); !errors.Is(err, ErrUnknownRule) {
 		t.Fatalf("RuleIndex(unknown) error = %v", err)
 	}
+	if _, err := l.CheckKey(len(names), nil, 1); !errors.Is(err, ErrUnknownRule) {
+		t.Fatalf("CheckKey(rule %d of %d) error = %v", len(names), len(names), err)
+	}
+	names[0] = "changed"
+	if l.RuleNames()[0] == "changed" {
+		t.Fatal("RuleNames shares its slice with the caller")
+	}
 }
 
-func TestSignInAllowsBurstThenDeniesWithRetryAfter(t *testing.T) {
-	l, clock := newTestLimiter(t, Options{})
+// ownRule's numbers are this test's: every field of a decision differs
+// from the others, so a field crossing from C into the wrong Go field
+// shows. T = 12s / 6 = 2s; a fresh key may send 4 back to back.
+var ownRule = Rule{Name: "own.rule", API: APIFrontend, Routes: []Route{{Path: "*"}}, Limit: 6, Period: 12 * time.Second, Burst: 4}
+
+func TestQuotaOfReadsARulesOwnNumbers(t *testing.T) {
+	l, _ := newTestLimiter(t, Options{Rules: []Rule{customRules()[0], ownRule}})
+	want := quota{name: "own.rule", rule: 1, limit: 6, burst: 4, interval: 2 * time.Second}
+	if q := quotaOf(t, l, "own.rule"); q != want || q.period() != 12*time.Second {
+		t.Fatalf("quotaOf = %+v, want %+v", q, want)
+	}
+	paced, _ := newTestLimiter(t, Options{Rules: []Rule{ownRule}, Pace: true})
+	if q := quotaOf(t, paced, "own.rule"); q.burst != 1 || q.limit != 6 || q.interval != 2*time.Second {
+		t.Fatalf("quotaOf in pace mode = %+v", q)
+	}
+}
+
+func TestDecisionFieldsCrossFromCIntact(t *testing.T) {
+	l, clock := newTestLimiter(t, Options{Rules: []Rule{ownRule}})
 	r := signIn("203.0.113.9")
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 4; i++ {
 		d := mustCheck(t, l, r)
-		if !d.Allowed || d.Rule != "fapi.sign_ins.create" || d.Limit != 5 || d.Remaining != 4-i {
-			t.Fatalf("request %d: %+v", i, d)
+		want := Decision{Allowed: true, Limit: 6, Remaining: 3 - i, Reset: time.Duration(i+1) * 2 * time.Second, Rule: "own.rule"}
+		if d.l, d.rule, d.matched = nil, 0, 0; d != want {
+			t.Fatalf("request %d: %+v, want %+v", i, d, want)
 		}
 	}
+	other := mustCheck(t, l, &Request{API: APIFrontend, Method: "GET", Path: "/", ClientIP: netip.MustParseAddr("203.0.113.10")})
+	if h, want := mustHeaders(t, other), (Headers{RateLimitPolicy: `"own.rule";q=6;w=12`, RateLimit: `"own.rule";r=3;t=2`}); h != want {
+		t.Fatalf("headers of an allowed request = %+v, want %+v", h, want)
+	}
 	d := mustCheck(t, l, r)
-	if d.Allowed || d.RetryAfter != 2*time.Second || d.Remaining != 0 || d.Reset != 10*time.Second || d.NeverFits {
-		t.Fatalf("6th request: %+v", d)
+	if d.Allowed || d.RetryAfter != 2*time.Second || d.Remaining != 0 || d.Reset != 8*time.Second || d.Limit != 6 || d.NeverFits {
+		t.Fatalf("5th request: %+v", d)
 	}
-	want := Headers{
-		RateLimitPolicy: `"fapi.sign_ins.create";q=5;w=10`,
-		RateLimit:       `"fapi.sign_ins.create";r=0;t=10`,
-		RetryAfter:      "2",
+	if h, want := mustHeaders(t, d), (Headers{RateLimitPolicy: `"own.rule";q=6;w=12`, RateLimit: `"own.rule";r=0;t=8`, RetryAfter: "2"}); h != want {
+		t.Fatalf("headers of a denial = %+v, want %+v", h, want)
 	}
-	if h := d.Headers(); h != want {
-		t.Fatalf("headers = %+v, want %+v", h, want)
-	}
-
 	clock.Advance(2*time.Second - 1)
-	if d := mustCheck(t, l, r); d.Allowed {
-		t.Fatalf("allowed 1ns early: %+v", d)
+	if d := mustCheck(t, l, r); d.Allowed || d.RetryAfter != 1 || mustHeaders(t, d).RetryAfter != "1" {
+		t.Fatalf("1ns early: %+v", d)
 	}
 	clock.Advance(1)
 	if d := mustCheck(t, l, r); !d.Allowed {
 		t.Fatalf("denied after RetryAfter: %+v", d)
 	}
+}
+
+// Fields too long for the C side's inline buffer take a heap buffer.
+func TestLongResponseFieldsAreWrittenWhole(t *testing.T) {
+	var rules []Rule
+	var items []string
+	for i := 0; i < 8; i++ {
+		name := fmt.Sprintf("rule.%d.%s", i, strings.Repeat("n", 40))
+		rules = append(rules, Rule{Name: name, API: APIFrontend, Routes: []Route{{Path: "*"}}, Limit: 10 + i, Period: time.Duration(i+1) * time.Second})
+		items = append(items, fmt.Sprintf(`"%s";q=%d;w=%d`, name, 10+i, i+1))
+	}
+	l, _ := newTestLimiter(t, Options{Rules: rules})
+	d := mustCheck(t, l, signIn("192.0.2.1"))
+	h := mustHeaders(t, d)
+	if want := strings.Join(items, ", "); h.RateLimitPolicy != want || len(want) < 300 {
+		t.Fatalf("RateLimit-Policy = %q\nwant %q", h.RateLimitPolicy, want)
+	}
+	if !strings.HasPrefix(h.RateLimit, `"`+d.Rule+`";r=`) {
+		t.Fatalf("RateLimit = %q for rule %q", h.RateLimit, d.Rule)
+	}
+}
+
+// One of Clerk's rows, with its numbers read from the library.
+func TestClerkSignInAllowsItsBurstThenDeniesForOneInterval(t *testing.T) {
+	l, clock := newTestLimiter(t, Options{})
+	q := quotaOf(t, l, signInRule)
+	r := signIn("203.0.113.9")
+	for i := 0; i < q.burst; i++ {
+		d := mustCheck(t, l, r)
+		if !d.Allowed || d.Rule != signInRule || d.Limit != q.limit || d.Remaining != q.burst-1-i {
+			t.Fatalf("request %d: %+v", i, d)
+		}
+	}
+	d := mustCheck(t, l, r)
+	if d.Allowed || d.RetryAfter != q.interval || d.Remaining != 0 || d.Reset != q.full() || d.NeverFits {
+		t.Fatalf("request %d: %+v (quota %+v)", q.burst, d, q)
+	}
+	want := Headers{
+		RateLimitPolicy: policyItem(q),
+		RateLimit:       rateLimitField(signInRule, 0, q.full()),
+		RetryAfter:      fmt.Sprint(secondsUp(q.interval)),
+	}
+	if h := mustHeaders(t, d); h != want {
+		t.Fatalf("headers = %+v, want %+v", h, want)
+	}
+	clock.Advance(q.interval)
+	if d := mustCheck(t, l, r); !d.Allowed {
+		t.Fatalf("denied after RetryAfter: %+v", d)
+	}
 	// Another client is not affected.
-	if d := mustCheck(t, l, signIn("203.0.113.10")); !d.Allowed || d.Remaining != 4 {
+	if d := mustCheck(t, l, signIn("203.0.113.10")); !d.Allowed || d.Remaining != q.burst-1 {
 		t.Fatalf("other client: %+v", d)
 	}
 }
@@ -66,13 +149,16 @@ func TestSignInAllowsBurstThenDeniesWithRetryAfter(t *testing.T) {
 func TestPeekConsumesNothing(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
 	r := signIn("198.51.100.1")
+	first, err := l.Peek(r)
+	if err != nil || !first.Allowed {
+		t.Fatalf("peek: %+v, %v", first, err)
+	}
 	for i := 0; i < 20; i++ {
-		d, err := l.Peek(r)
-		if err != nil || !d.Allowed || d.Remaining != 4 {
-			t.Fatalf("peek %d: %+v, %v", i, d, err)
+		if d, err := l.Peek(r); err != nil || d != first {
+			t.Fatalf("peek %d: %+v, %v; first %+v", i, d, err, first)
 		}
 	}
-	if d := mustCheck(t, l, r); d.Remaining != 4 {
+	if d := mustCheck(t, l, r); d.Remaining != first.Remaining {
 		t.Fatalf("check after peeks: %+v", d)
 	}
 	s, err := l.Stats()
@@ -87,24 +173,25 @@ func TestUnmatchedRequestIsAllowedWithoutRuleOrHeaders(t *testing.T) {
 	if !d.Allowed || d.Rule != "" || d.Exempt || d.Limit != 0 {
 		t.Fatalf("decision = %+v", d)
 	}
-	if h := d.Headers(); h != (Headers{}) {
-		t.Fatalf("headers = %+v", h)
+	if h, err := d.Headers(); h != (Headers{}) || err != nil {
+		t.Fatalf("headers = %+v, %v", h, err)
 	}
-	if h := (Decision{}).Headers(); h != (Headers{}) {
-		t.Fatalf("zero decision headers = %+v", h)
+	if h, err := (Decision{}).Headers(); h != (Headers{}) || err != nil {
+		t.Fatalf("zero decision headers = %+v, %v", h, err)
 	}
 }
 
 func TestJWKSIsExemptAndCountsNothing(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
+	dev := quotaOf(t, l, devRule)
 	jwks := &Request{API: APIBackend, Method: "GET", Path: "/v1/jwks", SecretKey: "Bearer sk_test_abc"}
-	for i := 0; i < 300; i++ {
-		if d := mustCheck(t, l, jwks); !d.Allowed || !d.Exempt || d.Rule != "bapi.jwks" || d.Headers() != (Headers{}) {
+	for i := 0; i <= dev.burst; i++ {
+		if d := mustCheck(t, l, jwks); !d.Allowed || !d.Exempt || d.Rule != jwksRule || mustHeaders(t, d) != (Headers{}) {
 			t.Fatalf("jwks %d: %+v", i, d)
 		}
 	}
 	users := &Request{API: APIBackend, Method: "GET", Path: "/v1/users", SecretKey: "Bearer sk_test_abc"}
-	if d := mustCheck(t, l, users); d.Remaining != 99 {
+	if d := mustCheck(t, l, users); d.Remaining != dev.burst-1 {
 		t.Fatalf("instance limit was charged by jwks: %+v", d)
 	}
 }
@@ -155,39 +242,40 @@ func TestHostileButValidInputIsDecided(t *testing.T) {
 
 func TestIPv4MappedIPv6IsTheIPv4Client(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
-	mustCheck(t, l, signIn("192.0.2.33"))
-	if d := mustCheck(t, l, signIn("::ffff:192.0.2.33")); d.Remaining != 3 {
+	first := mustCheck(t, l, signIn("192.0.2.33"))
+	if d := mustCheck(t, l, signIn("::ffff:192.0.2.33")); d.Remaining != first.Remaining-1 {
 		t.Fatalf("mapped address is a new client: %+v", d)
 	}
 }
 
 func TestIPv6ClientsAreKeyedOnPrefix(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
-	mustCheck(t, l, signIn("2001:db8:1:2::1"))
-	if d := mustCheck(t, l, signIn("2001:db8:1:2:ffff::9")); d.Remaining != 3 {
+	first := mustCheck(t, l, signIn("2001:db8:1:2::1"))
+	if d := mustCheck(t, l, signIn("2001:db8:1:2:ffff::9")); d.Remaining != first.Remaining-1 {
 		t.Fatalf("same /64 not shared: %+v", d)
 	}
 	l128, _ := newTestLimiter(t, Options{IPv6PrefixLen: 128})
 	mustCheck(t, l128, signIn("2001:db8:1:2::1"))
-	if d := mustCheck(t, l128, signIn("2001:db8:1:2::2")); d.Remaining != 4 {
+	if d := mustCheck(t, l128, signIn("2001:db8:1:2::2")); d.Remaining != first.Remaining {
 		t.Fatalf("/128 shared: %+v", d)
 	}
 }
 
 func TestDryRunNeverDeniesButSaysWhen(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{DryRun: true})
+	q := quotaOf(t, l, signInRule)
 	r := signIn("192.0.2.1")
-	for i := 0; i < 5; i++ {
+	for i := 0; i < q.burst; i++ {
 		mustCheck(t, l, r)
 	}
 	d := mustCheck(t, l, r)
-	if !d.Allowed || !d.DryRunDenied || d.RetryAfter != 2*time.Second {
+	if !d.Allowed || !d.DryRunDenied || d.RetryAfter != q.interval {
 		t.Fatalf("dry-run denial: %+v", d)
 	}
-	if h := d.Headers(); h.RateLimit != `"fapi.sign_ins.create";r=0;t=10` || h.RetryAfter != "2" {
+	if h := mustHeaders(t, d); h.RateLimit != rateLimitField(signInRule, 0, q.full()) || h.RetryAfter != fmt.Sprint(secondsUp(q.interval)) {
 		t.Fatalf("headers = %+v", h)
 	}
-	if s, _ := l.Stats(); s.Denied != 1 || s.Allowed != 5 {
+	if s, _ := l.Stats(); s.Denied != 1 || s.Allowed != uint64(q.burst) {
 		t.Fatalf("stats = %+v", s)
 	}
 }
@@ -195,9 +283,9 @@ func TestDryRunNeverDeniesButSaysWhen(t *testing.T) {
 func TestCostAboveBurstNeverFits(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
 	r := signIn("192.0.2.1")
-	r.Cost = 6
+	r.Cost = uint32(quotaOf(t, l, signInRule).burst + 1)
 	d := mustCheck(t, l, r)
-	if d.Allowed || !d.NeverFits || d.RetryAfter != 0 || d.Headers().RetryAfter != "" {
+	if d.Allowed || !d.NeverFits || d.RetryAfter != 0 || mustHeaders(t, d).RetryAfter != "" {
 		t.Fatalf("decision = %+v", d)
 	}
 	if _, err := l.Wait(context.Background(), r); !errors.Is(err, ErrNeverFits) {
@@ -225,8 +313,8 @@ func TestCustomRuleTable(t *testing.T) {
 		mustCheck(t, l, things)
 	}
 	d := mustCheck(t, l, things)
-	if d.Allowed || d.Rule != "custom.things" || d.Headers().RateLimitPolicy != `"custom.things";q=3;w=1` {
-		t.Fatalf("4th thing: %+v %+v", d, d.Headers())
+	if d.Allowed || d.Rule != "custom.things" || mustHeaders(t, d).RateLimitPolicy != `"custom.things";q=3;w=1` {
+		t.Fatalf("4th thing: %+v %+v", d, mustHeaders(t, d))
 	}
 	ip := netip.MustParseAddr("192.0.2.1")
 	login := &Request{API: APIFrontend, Method: "POST", Path: "/auth/x/y", ClientIP: ip}
@@ -324,14 +412,15 @@ func TestCheckKeyAndResetKey(t *testing.T) {
 
 func TestResetForgetsTheSubject(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
+	q := quotaOf(t, l, signInRule)
 	r := signIn("192.0.2.50")
-	for i := 0; i < 6; i++ {
+	for i := 0; i <= q.burst; i++ {
 		mustCheck(t, l, r)
 	}
 	if n, err := l.Reset(r); n != 1 || err != nil {
 		t.Fatalf("Reset = %d, %v", n, err)
 	}
-	if d := mustCheck(t, l, r); !d.Allowed || d.Remaining != 4 {
+	if d := mustCheck(t, l, r); !d.Allowed || d.Remaining != q.burst-1 {
 		t.Fatalf("after Reset: %+v", d)
 	}
 	if _, err := l.Reset(&Request{API: APIFrontend, Method: "POST", Path: "/v1/client/sign_ins"}); !errors.Is(err, ErrMissingSubject) {
@@ -341,16 +430,17 @@ func TestResetForgetsTheSubject(t *testing.T) {
 
 func TestStatsAndRuleStats(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{Capacity: 1000})
+	q := quotaOf(t, l, signInRule)
 	r := signIn("192.0.2.60")
-	for i := 0; i < 7; i++ {
+	for i := 0; i < q.burst+2; i++ {
 		mustCheck(t, l, r)
 	}
 	s, err := l.Stats()
-	if err != nil || s.Allowed != 5 || s.Denied != 2 || s.Inserts != 1 || s.Occupancy != 1 || s.Capacity < 1000 {
+	if err != nil || s.Allowed != uint64(q.burst) || s.Denied != 2 || s.Inserts != 1 || s.Occupancy != 1 || s.Capacity < 1000 {
 		t.Fatalf("stats = %+v, %v", s, err)
 	}
-	allowed, denied, err := l.RuleStats(0)
-	if allowed != 5 || denied != 2 || err != nil {
+	allowed, denied, err := l.RuleStats(q.rule)
+	if allowed != uint64(q.burst) || denied != 2 || err != nil {
 		t.Fatalf("rule stats = %d, %d, %v", allowed, denied, err)
 	}
 	if _, _, err := l.RuleStats(99); !errors.Is(err, ErrUnknownRule) {
@@ -360,9 +450,10 @@ func TestStatsAndRuleStats(t *testing.T) {
 
 func TestWaitSleepsRetryAfterOnTheInjectedClock(t *testing.T) {
 	l, clock := newTestLimiter(t, Options{})
+	q := quotaOf(t, l, signInRule)
 	r := signIn("192.0.2.70")
 	start := clock.Now()
-	for i := 0; i < 5; i++ {
+	for i := 0; i < q.burst; i++ {
 		if _, err := l.Wait(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
@@ -375,12 +466,12 @@ func TestWaitSleepsRetryAfterOnTheInjectedClock(t *testing.T) {
 		if err != nil || !d.Allowed {
 			t.Fatalf("Wait: %+v, %v", d, err)
 		}
-		if got := clock.Now() - start; got != time.Duration(i)*2*time.Second {
+		if got := clock.Now() - start; got != time.Duration(i)*q.interval {
 			t.Fatalf("after wait %d the clock moved %v", i, got)
 		}
 	}
 	// Waiting counted no denials: it peeks before it checks.
-	if s, _ := l.Stats(); s.Denied != 0 || s.Allowed != 8 {
+	if s, _ := l.Stats(); s.Denied != 0 || s.Allowed != uint64(q.burst+3) {
 		t.Fatalf("stats = %+v", s)
 	}
 }
@@ -395,14 +486,12 @@ func TestWaitHonoursTheContext(t *testing.T) {
 	}
 
 	// On the real clock, a deadline before the wait ends returns at once.
-	real, err := New(Options{})
+	real, err := New(Options{Rules: []Rule{{Name: "hourly", API: APIFrontend, Routes: []Route{{Path: "*"}}, Limit: 1, Period: time.Hour}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer real.Close()
-	for i := 0; i < 5; i++ {
-		mustCheck(t, real, r)
-	}
+	mustCheck(t, real, r)
 	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	began := time.Now()
@@ -469,8 +558,12 @@ func TestCallsAfterCloseReturnErrClosed(t *testing.T) {
 	if _, err := l.Wait(context.Background(), r); err != ErrClosed {
 		t.Errorf("Wait: %v", err)
 	}
-	if h := d.Headers(); h != (Headers{}) {
-		t.Errorf("Headers after Close: %+v", h)
+	if h, err := d.Headers(); h != (Headers{}) || err != ErrClosed {
+		t.Errorf("Headers after Close: %+v, %v", h, err)
+	}
+	h := http.Header{"Ratelimit": {"kept"}}
+	if err := d.SetHeaders(h); err != ErrClosed || len(h) != 1 || h.Get("RateLimit") != "kept" {
+		t.Errorf("SetHeaders after Close: %v, %v", err, h)
 	}
 }
 

@@ -1,12 +1,22 @@
 package ratecard
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 )
+
+// FailClosedStatus is the status Frontend and Backend answer when the
+// limiter cannot decide a request (an error: say a sign-in without a usable
+// client IP) and MiddlewareOptions.FailOpen is not set. It is 503 Service
+// Unavailable, the one fail-closed status of every ratecard host: a limiter
+// that cannot decide is a transient condition of the server; 429 would
+// blame the client for a fault that is not its own, and 500 would say
+// nothing about retrying later.
+const FailClosedStatus = http.StatusServiceUnavailable
 
 // MiddlewareOptions configure Frontend and Backend.
 type MiddlewareOptions struct {
@@ -24,12 +34,14 @@ type MiddlewareOptions struct {
 	Tenant func(*http.Request) string
 
 	// FailOpen passes requests to the next handler when the limiter
-	// returns an error. By default they fail closed: 503 Service
-	// Unavailable, and the next handler is not called.
+	// returns an error. By default they fail closed: FailClosedStatus, and
+	// the next handler is not called.
 	FailOpen bool
 
-	// OnError, if set, is told of every limiter error (for logging); the
-	// request is then handled as FailOpen says.
+	// OnError, if set, is told of every limiter error (for logging): a
+	// request it could not decide, then handled as FailOpen says, and a
+	// decision whose response fields could not be written, which stands
+	// (the request is passed on or denied) without them.
 	OnError func(*http.Request, error)
 }
 
@@ -39,10 +51,9 @@ type MiddlewareOptions struct {
 // A denied request gets 429 Too Many Requests with Retry-After (unless no
 // wait can help), RateLimit-Policy, RateLimit and Clerk's JSON body. An
 // allowed one gets the RateLimit-Policy and RateLimit fields and goes on to
-// next; so does a dry-run denial. A request the limiter cannot decide (an
-// error: say a sign-in without a usable client IP) fails closed with 503,
-// not 429, because retrying will not help and the fault is the server's;
-// MiddlewareOptions.FailOpen passes it on instead.
+// next; so does a dry-run denial. A request the limiter cannot decide
+// fails closed with FailClosedStatus (see there why 503), unless
+// MiddlewareOptions.FailOpen passes it on.
 func Frontend(l *Limiter, next http.Handler, o MiddlewareOptions) http.Handler {
 	return middleware(l, next, o, APIFrontend)
 }
@@ -55,9 +66,21 @@ func Backend(l *Limiter, next http.Handler, o MiddlewareOptions) http.Handler {
 	return middleware(l, next, o, APIBackend)
 }
 
-func middleware(l *Limiter, next http.Handler, o MiddlewareOptions, api API) http.Handler {
-	body := TooManyRequestsBody()
-	bodyLen := strconv.Itoa(len(body))
+// decider is a limiter backend as the middleware sees it: *Limiter is one;
+// a second (one that counts in Redis) plugs in by being another. The
+// middleware calls only Check; Peek, Wait and RuleNames complete what a
+// backend offers the Transport and callers.
+type decider interface {
+	Check(*Request) (Decision, error)
+	Peek(*Request) (Decision, error)
+	Wait(context.Context, *Request) (Decision, error)
+	RuleNames() []string
+}
+
+var _ decider = (*Limiter)(nil)
+
+func middleware(l decider, next http.Handler, o MiddlewareOptions, api API) http.Handler {
+	deny := newDenial()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := Request{
 			API:      api,
@@ -66,12 +89,12 @@ func middleware(l *Limiter, next http.Handler, o MiddlewareOptions, api API) htt
 			ClientIP: clientIP(r, o.TrustedProxies),
 		}
 		if api == APIBackend {
-			req.SecretKey = r.Header.Get("Authorization")
+			req.SecretKey = r.Header.Get(fieldAuthorization)
 		}
 		if o.Tenant != nil {
 			req.Tenant = o.Tenant(r)
 		}
-		d, err := l.Check(&req)
+		d, err := check(l, &req)
 		if err != nil {
 			if o.OnError != nil {
 				o.OnError(r, err)
@@ -79,21 +102,99 @@ func middleware(l *Limiter, next http.Handler, o MiddlewareOptions, api API) htt
 			if o.FailOpen {
 				next.ServeHTTP(w, r)
 			} else {
-				http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+				http.Error(w, http.StatusText(FailClosedStatus), FailClosedStatus)
 			}
 			return
 		}
-		h := w.Header()
-		d.SetHeaders(h)
-		if d.Allowed {
-			next.ServeHTTP(w, r)
-			return
+		pass, err := respond(w, &d, &deny)
+		if err != nil && o.OnError != nil {
+			o.OnError(r, err)
 		}
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", bodyLen)
-		w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = w.Write(body)
+		if pass {
+			next.ServeHTTP(w, r)
+		}
 	})
+}
+
+// check is l.Check(req). A *Limiter is called directly: through the
+// interface req would escape to the heap, an allocation per request.
+func check(l decider, req *Request) (Decision, error) {
+	if lim, ok := l.(*Limiter); ok {
+		return lim.Check(req)
+	}
+	r := *req
+	return l.Check(&r)
+}
+
+// The fields' names as http.Header.Set would canonicalise them, so that
+// setting them allocates no key ("RateLimit" becomes "Ratelimit").
+const (
+	fieldAuthorization   = "Authorization"
+	fieldRateLimitPolicy = "Ratelimit-Policy"
+	fieldRateLimit       = "Ratelimit"
+	fieldRetryAfter      = "Retry-After"
+	fieldContentType     = "Content-Type"
+	fieldContentLength   = "Content-Length"
+)
+
+// denial is what every 429 carries besides its fields: Clerk's body.
+type denial struct {
+	body          []byte
+	contentLength string
+}
+
+func newDenial() denial {
+	body := TooManyRequestsBody()
+	return denial{body: body, contentLength: strconv.Itoa(len(body))}
+}
+
+// respond writes d's answer into w, and is the only code that writes a
+// decision's answer: the RateLimit fields; on a denial also the 429
+// status, Retry-After and Clerk's body. It reports whether the request goes on to the next
+// handler. An error writing the fields leaves them out; the decision
+// stands. (The C library's coming call that writes every field and the
+// status at once replaces the inside of this function.)
+func respond(w http.ResponseWriter, d *Decision, deny *denial) (pass bool, err error) {
+	f, err := d.Headers()
+	h := w.Header()
+	if d.Allowed {
+		setFields(h, &f, false, "")
+		return true, err
+	}
+	setFields(h, &f, true, deny.contentLength)
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write(deny.body)
+	return false, err
+}
+
+// setFields sets the non-empty fields of f in h, Retry-After only when
+// denied, and Content-Type and Content-Length of Clerk's JSON body when
+// contentLength is given. Header.Set would allocate a slice per field; here
+// all values share one backing array, each slice capped at its one value.
+func setFields(h http.Header, f *Headers, denied bool, contentLength string) {
+	var vals []string
+	vals = setField(h, vals, fieldRateLimitPolicy, f.RateLimitPolicy)
+	vals = setField(h, vals, fieldRateLimit, f.RateLimit)
+	if denied {
+		vals = setField(h, vals, fieldRetryAfter, f.RetryAfter)
+	}
+	if contentLength != "" {
+		vals = setField(h, vals, fieldContentType, "application/json")
+		setField(h, vals, fieldContentLength, contentLength)
+	}
+}
+
+func setField(h http.Header, vals []string, name, v string) []string {
+	if v == "" {
+		return vals
+	}
+	if vals == nil {
+		vals = make([]string, 0, 5)
+	}
+	vals = append(vals, v)
+	n := len(vals)
+	h[name] = vals[n-1 : n : n]
+	return vals
 }
 
 // clientIP is the address of the connection's peer or, when that is a
@@ -145,6 +246,13 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 // "192.0.2.1:80", "[2001:db8::1]:80", "2001:db8::1"), IPv4-mapped IPv6 as
 // IPv4, dropping any zone. The zero Addr when it is none of these.
 func parseHost(s string) netip.Addr {
+	// "ip:port", the form of every RemoteAddr, first: a failed parse
+	// allocates its error. Whatever this rejects takes the general path.
+	if s != "" && (s[0] == '[' || strings.Count(s, ":") == 1) {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().Unmap().WithZone("")
+		}
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
 		host, _, err := net.SplitHostPort(s)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/textproto"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -73,91 +74,125 @@ func checkHeader(t *testing.T, what string, h http.Header, name, want string) {
 const (
 	liveKey = "Bearer sk_live_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 	testKey = "Bearer sk_test_0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
-	prodPol = `"bapi.instance.production";q=1000;w=10`
 )
 
-// Every row of Clerk's table through the middleware: a fresh subject gets
-// its burst, then 429 with the exact fields and body.
-func TestEveryClerkRowAllowsItsBurstThenAnswers429(t *testing.T) {
+// Two of Clerk's rows through the middleware, against the library itself:
+// a twin limiter decides the same requests directly, and the middleware
+// must answer as it decides, field for field, letting through exactly the
+// binding rule's burst as the library reports it.
+func TestClerkRowsThroughTheMiddlewareAnswerAsTheLibraryDecides(t *testing.T) {
 	rows := []struct {
-		rule, method, path, key string
-		limit, retryAfter       int
-		policy                  string
+		binding, method, path, key string
+		api                        API
+		alsoMatched                string
 	}{
-		{"fapi.sign_ins.create", "POST", "/v1/client/sign_ins", "", 5, 2, `"fapi.sign_ins.create";q=5;w=10`},
-		{"fapi.sign_ups.create", "POST", "/v1/client/sign_ups", "", 5, 2, `"fapi.sign_ups.create";q=5;w=10`},
-		{"fapi.sign_ins.attempt", "POST", "/v1/client/sign_ins/sia_1/attempt_first_factor", "", 3, 4, `"fapi.sign_ins.attempt";q=3;w=10`},
-		{"fapi.sign_ups.attempt", "POST", "/v1/client/sign_ups/sua_1/attempt_verification", "", 3, 4, `"fapi.sign_ups.attempt";q=3;w=10`},
-		{"bapi.instance.production", "GET", "/v1/users", liveKey, 1000, 1, prodPol},
-		{"bapi.instance.development", "GET", "/v1/users/me", testKey, 100, 1, `"bapi.instance.development";q=100;w=10`},
-		{"bapi.invitations.create", "POST", "/v1/invitations", liveKey, 100, 36, prodPol + `, "bapi.invitations.create";q=100;w=3600`},
-		{"bapi.invitations.bulk", "POST", "/v1/invitations/bulk", liveKey, 25, 144, prodPol + `, "bapi.invitations.bulk";q=25;w=3600`},
-		{"bapi.org_invitations.create", "POST", "/v1/organizations/org_1/invitations", liveKey, 250, 15, prodPol + `, "bapi.org_invitations.create";q=250;w=3600`},
-		{"bapi.org_invitations.bulk", "POST", "/v1/organizations/org_1/invitations/bulk", liveKey, 50, 72, prodPol + `, "bapi.org_invitations.bulk";q=50;w=3600`},
-		{"bapi.users.update", "PATCH", "/v1/users/user_1", liveKey, 10, 1, prodPol + `, "bapi.users.update";q=10;w=10`},
-		{"bapi.organizations.update", "PATCH", "/v1/organizations/org_1", liveKey, 10, 1, prodPol + `, "bapi.organizations.update";q=10;w=10`},
-		{"bapi.memberships.update", "PATCH", "/v1/organizations/org_1/memberships/user_1", liveKey, 10, 1, prodPol + `, "bapi.memberships.update";q=10;w=10`},
+		{signInRule, "POST", "/v1/client/sign_ins", "", APIFrontend, ""},
+		// An invitation counts against the instance too; the endpoint binds.
+		{inviteRule, "POST", "/v1/invitations", liveKey, APIBackend, prodRule},
 	}
 	for _, row := range rows {
 		row := row
-		t.Run(row.rule, func(t *testing.T) {
+		t.Run(row.binding, func(t *testing.T) {
 			l, _ := newTestLimiter(t, Options{})
-			api := APIFrontend
-			if strings.HasPrefix(row.rule, "bapi.") {
-				api = APIBackend
-			}
-			s := newTestServer(t, l, api, MiddlewareOptions{})
-			window := 10
-			if strings.Contains(row.policy, row.rule+`";q=`+fmt.Sprint(row.limit)+";w=3600") {
-				window = 3600
-			}
-			for i := 0; i < row.limit; i++ {
+			twin, _ := newTestLimiter(t, Options{})
+			q := quotaOf(t, twin, row.binding)
+			s := newTestServer(t, l, row.api, MiddlewareOptions{})
+			direct := &Request{API: row.api, Method: row.method, Path: row.path, ClientIP: netip.MustParseAddr("127.0.0.1"), SecretKey: row.key}
+			for i := 0; i <= q.burst; i++ {
 				r := s.do(t, row.method, row.path, "Authorization", row.key)
-				if r.status != http.StatusOK || r.body != "ok" {
-					t.Fatalf("request %d: %d %q", i, r.status, r.body)
+				d := mustCheck(t, twin, direct)
+				want := mustHeaders(t, d)
+				if d.Allowed != (i < q.burst) || d.Rule != row.binding {
+					t.Fatalf("request %d of a burst of %d: the library decided %+v", i, q.burst, d)
 				}
-				if i == 0 {
-					checkHeader(t, "first", r.header, "RateLimit", fmt.Sprintf(`"%s";r=%d;t=%d`, row.rule, row.limit-1, row.retryAfter))
-					checkHeader(t, "first", r.header, "RateLimit-Policy", row.policy)
-					checkHeader(t, "first", r.header, "Retry-After", "")
+				what := fmt.Sprintf("request %d", i)
+				checkHeader(t, what, r.header, "RateLimit-Policy", want.RateLimitPolicy)
+				checkHeader(t, what, r.header, "RateLimit", want.RateLimit)
+				if d.Allowed {
+					if r.status != http.StatusOK || r.body != "ok" {
+						t.Fatalf("%s: %d %q", what, r.status, r.body)
+					}
+					checkHeader(t, what, r.header, "Retry-After", "")
+					continue
+				}
+				if r.status != http.StatusTooManyRequests || r.body != string(TooManyRequestsBody()) {
+					t.Fatalf("%s: %d %q", what, r.status, r.body)
+				}
+				checkHeader(t, what, r.header, "Retry-After", fmt.Sprint(secondsUp(q.interval)))
+				checkHeader(t, what, r.header, "Content-Type", "application/json")
+				checkHeader(t, what, r.header, "Content-Length", fmt.Sprint(len(r.body)))
+				items := []string{policyItem(q)}
+				if row.alsoMatched != "" {
+					items = append(items, policyItem(quotaOf(t, twin, row.alsoMatched)))
+				}
+				for _, item := range items {
+					if !strings.Contains(want.RateLimitPolicy, item) {
+						t.Errorf("RateLimit-Policy %q lacks %q", want.RateLimitPolicy, item)
+					}
 				}
 			}
-			r := s.do(t, row.method, row.path, "Authorization", row.key)
-			if r.status != http.StatusTooManyRequests {
-				t.Fatalf("request %d: status %d", row.limit, r.status)
-			}
-			checkHeader(t, "429", r.header, "Retry-After", fmt.Sprint(row.retryAfter))
-			checkHeader(t, "429", r.header, "RateLimit-Policy", row.policy)
-			checkHeader(t, "429", r.header, "RateLimit", fmt.Sprintf(`"%s";r=0;t=%d`, row.rule, window))
-			checkHeader(t, "429", r.header, "Content-Type", "application/json")
-			checkHeader(t, "429", r.header, "Content-Length", fmt.Sprint(len(clerk429Body)))
-			if r.body != clerk429Body {
-				t.Errorf("429 body = %q", r.body)
-			}
-			if got := s.reached.Load(); got != int64(row.limit) {
-				t.Errorf("%d requests reached the handler, want %d", got, row.limit)
+			if got := s.reached.Load(); got != int64(q.burst) {
+				t.Errorf("%d requests reached the handler, want %d", got, q.burst)
 			}
 		})
+	}
+}
+
+func TestFieldNamesAreCanonical(t *testing.T) {
+	for name, canonical := range map[string]string{
+		"Authorization": fieldAuthorization, "RateLimit-Policy": fieldRateLimitPolicy, "RateLimit": fieldRateLimit,
+		"Retry-After": fieldRetryAfter, "Content-Type": fieldContentType, "Content-Length": fieldContentLength,
+	} {
+		if got := textproto.CanonicalMIMEHeaderKey(name); got != canonical {
+			t.Errorf("%s: canonical %q, the middleware sets %q", name, got, canonical)
+		}
+	}
+}
+
+// A response field set alone: appending to it leaves the others as they were.
+func TestResponseFieldsDoNotShareValues(t *testing.T) {
+	h := http.Header{}
+	setFields(h, &Headers{RateLimitPolicy: "p", RateLimit: "r", RetryAfter: "a"}, true, "9")
+	h.Add("RateLimit-Policy", "p2")
+	h["Ratelimit"][0] = "r2"
+	want := http.Header{"Ratelimit-Policy": {"p", "p2"}, "Ratelimit": {"r2"}, "Retry-After": {"a"}, "Content-Type": {"application/json"}, "Content-Length": {"9"}}
+	if fmt.Sprint(h) != fmt.Sprint(want) {
+		t.Fatalf("header %v, want %v", h, want)
+	}
+	h = http.Header{}
+	setFields(h, &Headers{RetryAfter: "a"}, false, "")
+	if len(h) != 0 {
+		t.Fatalf("an allowed request without fields got %v", h)
 	}
 }
 
 func TestSharedLimitsAcrossRoutes(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{})
-	s.do(t, "POST", "/v1/client/sign_ins/sia_1/attempt_first_factor")
-	s.do(t, "POST", "/v1/client/sign_ins/sia_2/attempt_second_factor")
-	s.do(t, "POST", "/v1/sign_ins/sia_3/attempt_first_factor")
+	attempts := []string{"/v1/client/sign_ins/sia_1/attempt_first_factor", "/v1/client/sign_ins/sia_2/attempt_second_factor", "/v1/sign_ins/sia_3/attempt_first_factor"}
+	burst := quotaOf(t, l, attemptRule).burst
+	for i := 0; i < burst; i++ {
+		if r := s.do(t, "POST", attempts[i%len(attempts)]); r.status != http.StatusOK {
+			t.Fatalf("sign-in attempt %d: %d", i, r.status)
+		}
+	}
 	if r := s.do(t, "post", "/v1/client/sign_ins/sia_1/attempt_second_factor"); r.status != http.StatusTooManyRequests {
-		t.Fatalf("4th sign-in attempt: %d", r.status)
+		t.Fatalf("sign-in attempt %d: %d", burst, r.status)
 	}
 
 	b := newTestServer(t, l, APIBackend, MiddlewareOptions{})
-	for i := 0; i < 5; i++ {
-		b.do(t, "PATCH", "/v1/users/user_9", "Authorization", liveKey)
-		b.do(t, "PUT", "/v1/users/user_9/metadata", "Authorization", liveKey)
+	burst = quotaOf(t, l, userEditRule).burst
+	for i := 0; i < burst; i++ {
+		method, path := "PATCH", "/v1/users/user_9"
+		if i%2 == 1 {
+			method, path = "PUT", "/v1/users/user_9/metadata"
+		}
+		if r := b.do(t, method, path, "Authorization", liveKey); r.status != http.StatusOK {
+			t.Fatalf("update %d of one user: %d", i, r.status)
+		}
 	}
 	if r := b.do(t, "PATCH", "/v1/users/user_9/metadata", "Authorization", liveKey); r.status != http.StatusTooManyRequests {
-		t.Fatalf("11th update of one user: %d", r.status)
+		t.Fatalf("update %d of one user: %d", burst, r.status)
 	}
 	if r := b.do(t, "PATCH", "/v1/users/user_10", "Authorization", liveKey); r.status != http.StatusOK {
 		t.Fatalf("another user: %d", r.status)
@@ -166,20 +201,21 @@ func TestSharedLimitsAcrossRoutes(t *testing.T) {
 
 func TestAllowedRequestsCarryRateLimitFieldsAndReachTheHandler(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
+	q := quotaOf(t, l, signInRule)
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{})
 	r := s.do(t, "POST", "/v1/client/sign_ins")
 	if r.status != http.StatusOK || s.reached.Load() != 1 {
 		t.Fatalf("status %d, reached %d", r.status, s.reached.Load())
 	}
-	checkHeader(t, "allowed", r.header, "RateLimit", `"fapi.sign_ins.create";r=4;t=2`)
-	checkHeader(t, "allowed", r.header, "RateLimit-Policy", `"fapi.sign_ins.create";q=5;w=10`)
+	checkHeader(t, "allowed", r.header, "RateLimit", rateLimitField(signInRule, q.burst-1, q.interval))
+	checkHeader(t, "allowed", r.header, "RateLimit-Policy", policyItem(q))
 
 	// Unmatched and exempt requests pass without fields.
 	r = s.do(t, "GET", "/v1/environment")
 	checkHeader(t, "unmatched", r.header, "RateLimit", "")
 	checkHeader(t, "unmatched", r.header, "RateLimit-Policy", "")
 	b := newTestServer(t, l, APIBackend, MiddlewareOptions{})
-	for i := 0; i < 150; i++ {
+	for i := 0; i <= quotaOf(t, l, devRule).burst; i++ {
 		r = b.do(t, "GET", "/v1/jwks", "Authorization", testKey)
 		if r.status != http.StatusOK {
 			t.Fatalf("jwks %d: %d", i, r.status)
@@ -190,25 +226,27 @@ func TestAllowedRequestsCarryRateLimitFieldsAndReachTheHandler(t *testing.T) {
 
 func TestDryRunDenialPassesWithFields(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{DryRun: true})
+	q := quotaOf(t, l, signInRule)
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{})
 	var r response
-	for i := 0; i < 6; i++ {
+	for i := 0; i <= q.burst; i++ {
 		r = s.do(t, "POST", "/v1/client/sign_ins")
 	}
-	if r.status != http.StatusOK || s.reached.Load() != 6 {
+	if r.status != http.StatusOK || s.reached.Load() != int64(q.burst+1) {
 		t.Fatalf("status %d, reached %d", r.status, s.reached.Load())
 	}
-	checkHeader(t, "dry run", r.header, "RateLimit", `"fapi.sign_ins.create";r=0;t=10`)
-	checkHeader(t, "dry run", r.header, "RateLimit-Policy", `"fapi.sign_ins.create";q=5;w=10`)
+	checkHeader(t, "dry run", r.header, "RateLimit", rateLimitField(signInRule, 0, q.full()))
+	checkHeader(t, "dry run", r.header, "RateLimit-Policy", policyItem(q))
 	checkHeader(t, "dry run", r.header, "Retry-After", "")
 }
 
 func TestSpoofedForwardedForIsIgnoredByDefault(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
+	burst := quotaOf(t, l, signInRule).burst
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{})
-	for i := 0; i < 6; i++ {
+	for i := 0; i <= burst; i++ {
 		r := s.do(t, "POST", "/v1/client/sign_ins", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", i))
-		if want := http.StatusOK; i == 5 {
+		if want := http.StatusOK; i == burst {
 			if r.status != http.StatusTooManyRequests {
 				t.Fatalf("rotating X-Forwarded-For got past the limit: %d", r.status)
 			}
@@ -223,7 +261,7 @@ func TestTrustedProxyForwardedFor(t *testing.T) {
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	// The right-most untrusted address is the client; what it claims to
 	// its left is its own business.
-	for i := 0; i < 5; i++ {
+	for i := 0; i < quotaOf(t, l, signInRule).burst; i++ {
 		s.do(t, "POST", "/v1/client/sign_ins", "X-Forwarded-For", fmt.Sprintf("10.9.9.%d, 203.0.113.5", i))
 	}
 	if r := s.do(t, "POST", "/v1/client/sign_ins", "X-Forwarded-For", "203.0.113.5"); r.status != http.StatusTooManyRequests {
@@ -325,9 +363,10 @@ func TestMalformedRemoteAddrFailsClosed(t *testing.T) {
 func TestMalformedAuthorizationIsDecidedAtTheDevelopmentLimit(t *testing.T) {
 	for _, auth := range []string{"", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "sk_live_", "\xff\xfe", strings.Repeat("k", 64<<10)} {
 		l, _ := newTestLimiter(t, Options{})
+		dev := quotaOf(t, l, devRule)
 		s := newTestServer(t, l, APIBackend, MiddlewareOptions{})
 		var r response
-		for i := 0; i < 100; i++ {
+		for i := 0; i < dev.burst; i++ {
 			if r = s.do(t, "GET", "/v1/users", "Authorization", auth); r.status != http.StatusOK {
 				t.Fatalf("Authorization %.20q: request %d: %d", auth, i, r.status)
 			}
@@ -336,9 +375,9 @@ func TestMalformedAuthorizationIsDecidedAtTheDevelopmentLimit(t *testing.T) {
 			continue // a production key, if a short one
 		}
 		if r = s.do(t, "GET", "/v1/users", "Authorization", auth); r.status != http.StatusTooManyRequests {
-			t.Fatalf("Authorization %.20q: 101st request: %d", auth, r.status)
+			t.Fatalf("Authorization %.20q: request %d: %d", auth, dev.burst, r.status)
 		}
-		checkHeader(t, "bad key", r.header, "RateLimit", `"bapi.instance.development";r=0;t=10`)
+		checkHeader(t, "bad key", r.header, "RateLimit", rateLimitField(devRule, 0, dev.full()))
 	}
 }
 
@@ -356,6 +395,7 @@ func TestBackendWithoutKeyOrClientIPFailsClosed(t *testing.T) {
 
 func TestHugeAndOddPathsAreDecided(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
+	q := quotaOf(t, l, signInRule)
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{})
 	for _, p := range []string{"/" + strings.Repeat("a/", 20000), "/v1/client/sign_ins?x=1", "/v1//client/./sign_ins", "/v1/client/%73ign_ins", "/v1/client/sign_ins/%2F"} {
 		if r := s.do(t, "POST", p); r.status != http.StatusOK {
@@ -365,13 +405,13 @@ func TestHugeAndOddPathsAreDecided(t *testing.T) {
 	// Three spellings of the sign-in path and the one that cannot be made
 	// canonical were charged to it: this is the 5th sign-in.
 	r := s.do(t, "POST", "/v1/client/sign_ins")
-	checkHeader(t, "after the spellings", r.header, "RateLimit", `"fapi.sign_ins.create";r=0;t=10`)
+	checkHeader(t, "after the spellings", r.header, "RateLimit", rateLimitField(signInRule, q.burst-5, 5*q.interval))
 }
 
 func TestTenantsHaveSeparateLimits(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
 	s := newTestServer(t, l, APIFrontend, MiddlewareOptions{Tenant: func(r *http.Request) string { return r.Header.Get("X-Tenant") }})
-	for i := 0; i < 5; i++ {
+	for i := 0; i < quotaOf(t, l, signInRule).burst; i++ {
 		s.do(t, "POST", "/v1/client/sign_ins", "X-Tenant", "a")
 	}
 	if r := s.do(t, "POST", "/v1/client/sign_ins", "X-Tenant", "a"); r.status != http.StatusTooManyRequests {
@@ -384,6 +424,7 @@ func TestTenantsHaveSeparateLimits(t *testing.T) {
 
 func TestConcurrentRequestsOnOneKeyGetExactlyTheBurst(t *testing.T) {
 	l, _ := newTestLimiter(t, Options{})
+	burst := int64(quotaOf(t, l, userEditRule).burst)
 	s := newTestServer(t, l, APIBackend, MiddlewareOptions{})
 	var limited atomic.Int64
 	run(20, func() {
@@ -402,8 +443,64 @@ func TestConcurrentRequestsOnOneKeyGetExactlyTheBurst(t *testing.T) {
 			}
 		}
 	})
-	// The clock stands still: one user's burst of 10 and no more.
-	if s.reached.Load() != 10 || limited.Load() != 190 {
+	// The clock stands still: one user's burst and no more.
+	if s.reached.Load() != burst || limited.Load() != 200-burst {
 		t.Fatalf("reached %d, limited %d", s.reached.Load(), limited.Load())
+	}
+}
+
+// closingDecider decides, then closes its limiter: the decision stands but
+// its response fields can no longer be written.
+type closingDecider struct{ *Limiter }
+
+func (c closingDecider) Check(r *Request) (Decision, error) {
+	d, err := c.Limiter.Check(r)
+	c.Limiter.Close()
+	return d, err
+}
+
+func TestDecisionStandsWhenItsFieldsCannotBeWritten(t *testing.T) {
+	for _, spent := range []bool{false, true} {
+		l, _ := newTestLimiter(t, Options{})
+		r := httptest.NewRequest("POST", "/v1/client/sign_ins", nil)
+		if spent {
+			for i := 0; i < quotaOf(t, l, signInRule).burst; i++ {
+				Frontend(l, http.NotFoundHandler(), MiddlewareOptions{}).ServeHTTP(httptest.NewRecorder(), r)
+			}
+		}
+		var reached int
+		var logged []error
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++ })
+		h := middleware(closingDecider{l}, next, MiddlewareOptions{OnError: func(r *http.Request, err error) { logged = append(logged, err) }}, APIFrontend)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		wantStatus, wantReached := http.StatusOK, 1
+		if spent {
+			wantStatus, wantReached = http.StatusTooManyRequests, 0
+		}
+		if w.Code != wantStatus || reached != wantReached || len(logged) != 1 || logged[0] != ErrClosed {
+			t.Errorf("burst spent %v: status %d, reached %d, logged %v", spent, w.Code, reached, logged)
+		}
+		if w.Header().Get("RateLimit") != "" || w.Header().Get("RateLimit-Policy") != "" {
+			t.Errorf("burst spent %v: fields %v", spent, w.Header())
+		}
+	}
+}
+
+// The middleware's allocations per request, which BenchmarkFrontendMiddleware*
+// report: the fields' text and the one array their values share.
+func TestMiddlewareAllocatesTwicePerLimitedRequest(t *testing.T) {
+	for _, o := range []Options{{Rules: hotRules}, {}} {
+		l, _ := newTestLimiter(t, o)
+		h := Frontend(l, okHandler, MiddlewareOptions{})
+		r := httptest.NewRequest("POST", "/v1/client/sign_ins", nil)
+		w := &discardWriter{h: http.Header{}}
+		allocs := testing.AllocsPerRun(100, func() {
+			w.reset()
+			h.ServeHTTP(w, r)
+		})
+		if allocs > 2 {
+			t.Errorf("rules %v: %.1f allocations per request", o.Rules, allocs)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks the Go package: gofmt, go vet, go test -race, the cgo pointer checks
-# at their strictest, and one pass of every benchmark (so none rots).
+# Checks the Go package: gofmt, the C shim's warnings, go vet, go test -race,
+# the cgo pointer checks at their strictest, and one pass of every benchmark
+# (so none rots).
 # Needs Go (Debian: golang-go) and the static library, built first with
 #   cargo build -p ratecard-ffi --release
 # The comparison benchmarks (compare/) also need golang-golang-x-time-dev;
@@ -27,6 +28,11 @@ if [ -n "$unformatted" ]; then
   echo "$unformatted" >&2
   exit 1
 fi
+
+stage "C shim: -Wall -Wextra -Werror"
+# cgo builds shim.c with the package's flags only; the project's C warnings
+# are checked here instead, so that a user's compiler never fails the build.
+"${CC:-cc}" -std=c99 -Wall -Wextra -Werror -pedantic -I../include -c shim.c -o /dev/null
 
 stage "go vet"
 go vet ./...

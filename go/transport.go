@@ -1,11 +1,13 @@
 package ratecard
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,6 +33,9 @@ const DefaultMaxRetries = 3
 // nothing, so any method may be resent, as long as its body can be: a
 // request without a body, or one whose GetBody is set (as http.NewRequest
 // sets it for bytes and strings readers). Other requests get the 429 back.
+//
+// Close a Transport when done with it. A Transport must not be copied
+// after first use.
 type Transport struct {
 	// Base sends the requests; nil means http.DefaultTransport.
 	Base http.RoundTripper
@@ -45,24 +50,59 @@ type Transport struct {
 	// MaxRetries is the number of resends after a 429: 0 means
 	// DefaultMaxRetries, a negative number none.
 	MaxRetries int
+
+	own     *Limiter // made by NewTransport: Close closes it
+	mu      sync.Mutex
+	closing chan struct{} // closed by Close; made on first use
+	once    sync.Once
 }
 
 // NewTransport returns a Transport over base (nil for
 // http.DefaultTransport) with a limiter of its own, made from o in pace
-// mode. Close t.Limiter when done.
+// mode. Close the Transport when done: that closes its limiter.
 func NewTransport(base http.RoundTripper, o Options) (*Transport, error) {
 	o.Pace = true
 	l, err := New(o)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{Base: base, Limiter: l}, nil
+	return &Transport{Base: base, Limiter: l, own: l}, nil
 }
 
 var errNoLimiter = errors.New("ratecard: Transport.Limiter is nil")
 
+// Close stops t: round trips waiting for the limiter stop waiting, and
+// they and every later one return ErrTransportClosed; requests already
+// sent are left to finish. When NewTransport made t.Limiter, Close closes
+// it; a limiter the caller gave stays open. Closing twice does nothing.
+func (t *Transport) Close() error {
+	done := t.done()
+	t.once.Do(func() {
+		close(done)
+		if t.own != nil {
+			t.own.Close()
+		}
+	})
+	return nil
+}
+
+// done is closed when t is.
+func (t *Transport) done() chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing == nil {
+		t.closing = make(chan struct{})
+	}
+	return t.closing
+}
+
 // RoundTrip waits until the limiter allows req, then sends it through Base.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	done := t.done()
+	if isClosed(done) {
+		closeBody(req)
+		return nil, ErrTransportClosed
+	}
 	if t.Limiter == nil {
 		closeBody(req)
 		return nil, errNoLimiter
@@ -75,18 +115,35 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if retries == 0 {
 		retries = DefaultMaxRetries
 	}
-	ctx := req.Context()
+	// The waits end when the request's context is done or t is closed;
+	// the request itself is sent under its own context only.
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	// failed is err, or ErrTransportClosed if Close is why.
+	failed := func(err error) error {
+		if isClosed(done) && (err == nil || req.Context().Err() == nil) {
+			return ErrTransportClosed
+		}
+		return err
+	}
 	r := Request{
 		API:       APIBackend,
 		Method:    req.Method,
 		Path:      req.URL.EscapedPath(),
-		SecretKey: req.Header.Get("Authorization"),
+		SecretKey: req.Header.Get(fieldAuthorization),
 		Tenant:    t.Tenant,
 	}
 	for attempt := 0; ; attempt++ {
-		if _, err := t.Limiter.Wait(ctx, &r); err != nil {
+		if _, err := t.Limiter.Wait(ctx, &r); err != nil || isClosed(done) {
 			closeBody(req)
-			return nil, err
+			return nil, failed(err)
 		}
 		resp, err := base.RoundTrip(req)
 		if err != nil || resp.StatusCode != http.StatusTooManyRequests || attempt >= retries || !replayable(req) {
@@ -97,14 +154,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()
 		if err := t.Limiter.sleep(ctx, wait); err != nil {
-			return nil, err
+			return nil, failed(err)
 		}
 		if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
 			body, err := req.GetBody()
 			if err != nil {
 				return nil, err
 			}
-			req = req.WithContext(ctx) // a shallow copy: the caller's request is not modified
+			req = req.WithContext(req.Context()) // a shallow copy: the caller's request is not modified
 			req.Body = body
 		}
 	}
@@ -119,6 +176,15 @@ func (t *Transport) CloseIdleConnections() {
 	}
 	if c, ok := base.(closeIdler); ok {
 		c.CloseIdleConnections()
+	}
+}
+
+func isClosed(done chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -17,12 +17,14 @@ import (
 )
 
 // clerkServer enforces Clerk's instance limit and per-user update limit
-// with sliding logs of its own (not this library), on a fake clock it
-// shares with the client, and takes a random time to answer.
+// with sliding logs of its own (not this library's algorithm, though the
+// numbers are read from it), on a fake clock it shares with the client,
+// and takes a random time to answer.
 type clerkServer struct {
 	*httptest.Server
 	clock    *fakeClock
 	maxDelay time.Duration
+	limits   clerkLimits
 
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -32,8 +34,16 @@ type clerkServer struct {
 	delays  []time.Duration
 }
 
+// clerkLimits are the rules clerkServer enforces, as the library has them.
+type clerkLimits struct{ dev, prod, user quota }
+
+func readClerkLimits(t *testing.T) clerkLimits {
+	l, _ := newTestLimiter(t, Options{})
+	return clerkLimits{quotaOf(t, l, devRule), quotaOf(t, l, prodRule), quotaOf(t, l, userEditRule)}
+}
+
 func newClerkServer(t *testing.T, clock *fakeClock, maxDelay time.Duration) *clerkServer {
-	s := &clerkServer{clock: clock, maxDelay: maxDelay, rng: rand.New(rand.NewSource(1)), logs: map[string][]time.Duration{}}
+	s := &clerkServer{clock: clock, maxDelay: maxDelay, limits: readClerkLimits(t), rng: rand.New(rand.NewSource(1)), logs: map[string][]time.Duration{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
@@ -58,24 +68,25 @@ func (s *clerkServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type limit struct {
-		key   string
-		limit int
+		key string
+		q   quota
 	}
-	limits := []limit{{"instance " + key, 100}}
+	limits := []limit{{"instance " + key, s.limits.dev}}
 	if strings.HasPrefix(key, "sk_live_") {
-		limits[0].limit = 1000
+		limits[0].q = s.limits.prod
 	}
 	parts := strings.Split(r.URL.Path, "/")
 	if (r.Method == "PATCH" || r.Method == "PUT") && len(parts) >= 4 && parts[1] == "v1" && parts[2] == "users" {
-		limits = append(limits, limit{"user " + key + " " + parts[3], 10})
+		limits = append(limits, limit{"user " + key + " " + parts[3], s.limits.user})
 	}
 
 	s.mu.Lock()
 	now := s.clock.Now()
 	var wait time.Duration
 	for _, l := range limits {
-		if log := s.window(l.key, 10*time.Second, now); len(log) >= l.limit {
-			if d := log[len(log)-l.limit] + 10*time.Second - now; d > wait {
+		period := l.q.period()
+		if log := s.window(l.key, period, now); len(log) >= l.q.limit {
+			if d := log[len(log)-l.q.limit] + period - now; d > wait {
 				wait = d
 			}
 		}
@@ -145,30 +156,37 @@ func TestPacedBulkJobDrawsNo429s(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tr.Limiter.Close()
+	defer tr.Close()
 	tr.MaxRetries = -1 // a 429 would show, not be retried away
 
+	// Each user is updated every users-th time: no more often than the
+	// per-user limit paces, so the instance limit binds.
+	const n = 500
+	step := srv.limits.dev.interval
+	users := int(srv.limits.user.interval / step)
+	if users < 1 || users > n/10 {
+		t.Fatalf("limits %+v leave no room for this test", srv.limits)
+	}
 	start := clock.Now()
-	statuses := bulkUpdate(t, &http.Client{Transport: tr}, srv.URL, 500, 10)
+	statuses := bulkUpdate(t, &http.Client{Transport: tr}, srv.URL, n, users)
 	elapsed := clock.Now() - start
 
-	if served, limited := srv.counts(); statuses[http.StatusOK] != 500 || limited != 0 || served != 500 {
+	if served, limited := srv.counts(); statuses[http.StatusOK] != n || limited != 0 || served != n {
 		t.Fatalf("statuses %v; server served %d, limited %d", statuses, served, limited)
 	}
-	// The job took no longer than it had to: each update went out 100ms
-	// (the instance's 100 per 10s, paced) after the one before, or as soon
-	// as that one was answered. Users, each updated every 10th time, are
-	// never the binding limit.
+	// The job took no longer than it had to: each update went out one
+	// step (the instance's interval, paced) after the one before, or as
+	// soon as that one was answered.
 	var ideal time.Duration
 	delays := srv.answerDelays()
 	for i, d := range delays {
-		if i == len(delays)-1 || d > 100*time.Millisecond {
+		if i == len(delays)-1 || d > step {
 			ideal += d
 		} else {
-			ideal += 100 * time.Millisecond
+			ideal += step
 		}
 	}
-	if elapsed != ideal || elapsed < 49900*time.Millisecond {
+	if elapsed != ideal || elapsed < (n-1)*step {
 		t.Fatalf("the job took %v of the fake clock, ideal %v", elapsed, ideal)
 	}
 }
@@ -178,7 +196,7 @@ func TestUnpacedBulkJobDoesDraw429s(t *testing.T) {
 	// server above does enforce.
 	clock := newFakeClock()
 	srv := newClerkServer(t, clock, 150*time.Millisecond)
-	statuses := bulkUpdate(t, srv.Client(), srv.URL, 500, 10)
+	statuses := bulkUpdate(t, srv.Client(), srv.URL, 500, int(srv.limits.user.interval/srv.limits.dev.interval))
 	if statuses[http.StatusTooManyRequests] == 0 {
 		t.Fatalf("statuses %v", statuses)
 	}
@@ -372,5 +390,176 @@ func TestRetryAfterValues(t *testing.T) {
 	}
 	if got := retryAfter(time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)); got < 59*time.Minute || got > time.Hour {
 		t.Errorf("a date an hour ahead: %v", got)
+	}
+}
+
+func TestTransportCloseClosesTheLimiterItMade(t *testing.T) {
+	clock := newFakeClock()
+	srv := newScripted(t, clock)
+	tr, err := NewTransport(srv.Client().Transport, Options{Clock: clock.Now, Sleep: clock.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func() (*closeRecorder, error) {
+		body := &closeRecorder{Reader: strings.NewReader("x")}
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/invitations", body)
+		req.Header.Set("Authorization", liveKey)
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return body, err
+	}
+	if _, err := send(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := tr.Limiter.Check(signIn("192.0.2.1")); err != ErrClosed {
+		t.Fatalf("the Transport's own limiter after Close: %v", err)
+	}
+	body, err := send()
+	if !errors.Is(err, ErrTransportClosed) || !body.closed.Load() || !strings.Contains(err.Error(), "ratecard: transport closed") {
+		t.Fatalf("after Close: %v; body closed %v", err, body.closed.Load())
+	}
+	if bodies, _ := srv.requests(); len(bodies) != 1 {
+		t.Fatalf("%d requests sent", len(bodies))
+	}
+}
+
+func TestTransportCloseLeavesACallersLimiterOpen(t *testing.T) {
+	tr, clock := newTestTransport(t, nil)
+	srv := newScripted(t, clock)
+	tr.Base = srv.Client().Transport
+	tr.Close()
+	if _, err := tr.Limiter.Check(signIn("192.0.2.1")); err != nil {
+		t.Fatalf("the caller's limiter after Close: %v", err)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/users", nil)
+	req.Header.Set("Authorization", liveKey)
+	if _, err := tr.RoundTrip(req); err != ErrTransportClosed {
+		t.Fatalf("RoundTrip after Close: %v", err)
+	}
+}
+
+func TestTransportCloseEndsTheWaits(t *testing.T) {
+	// A real clock and one request an hour: the second waits until Close.
+	rules := []Rule{{Name: "hourly", API: APIBackend, Scope: ScopeInstance, Routes: []Route{{Path: "*"}}, Limit: 1, Period: time.Hour}}
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { sent.Add(1) }))
+	defer srv.Close()
+	tr, err := NewTransport(srv.Client().Transport, Options{Rules: rules})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	newReq := func() (*http.Request, *closeRecorder) {
+		body := &closeRecorder{Reader: strings.NewReader("x")}
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/anything", body)
+		req.Header.Set("Authorization", testKey)
+		return req, body
+	}
+	req, _ := newReq()
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	const waiters = 4
+	errs := make(chan error, waiters)
+	bodies := make([]*closeRecorder, waiters)
+	for i := range bodies {
+		req, body := newReq()
+		bodies[i] = body
+		go func() {
+			_, err := tr.RoundTrip(req)
+			errs <- err
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	began := time.Now()
+	tr.Close()
+	for i := 0; i < waiters; i++ {
+		select {
+		case err := <-errs:
+			if err != ErrTransportClosed {
+				t.Errorf("a waiting round trip ended with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a waiting round trip outlived Close by 10s")
+		}
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the waits ended %v after Close", took)
+	}
+	for i, b := range bodies {
+		if !b.closed.Load() {
+			t.Errorf("body %d not closed", i)
+		}
+	}
+	if sent.Load() != 1 {
+		t.Fatalf("%d requests sent", sent.Load())
+	}
+}
+
+// Round trips and Closes from many goroutines: each round trip is sent or
+// fails with ErrTransportClosed, none is sent once Close has returned, and
+// the race detector (go test -race) sees no race.
+func TestTransportCloseRacesWithRoundTrips(t *testing.T) {
+	clock := newFakeClock()
+	srv := newScripted(t, clock)
+	tr, err := NewTransport(srv.Client().Transport, Options{Clock: clock.Now, Sleep: clock.Sleep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const goroutines = 8
+	var closed atomic.Bool
+	var sent, sentAfterClose, failed atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			// Until the first failure; the bound is only a backstop.
+			for i := 0; i < 100000; i++ {
+				wasClosed := closed.Load()
+				req, _ := http.NewRequest("GET", fmt.Sprintf("%s/v1/users/user_%d", srv.URL, g), nil)
+				req.Header.Set("Authorization", liveKey)
+				resp, err := tr.RoundTrip(req)
+				if err == ErrTransportClosed {
+					failed.Add(1)
+					return
+				}
+				if err != nil {
+					t.Errorf("round trip: %v", err)
+					return
+				}
+				resp.Body.Close()
+				sent.Add(1)
+				if wasClosed {
+					sentAfterClose.Add(1)
+				}
+			}
+		}(g)
+	}
+	for c := 0; c < 2; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for deadline := time.Now().Add(5 * time.Second); sent.Load() < 4*goroutines && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			tr.Close()
+			closed.Store(true)
+		}()
+	}
+	wg.Wait()
+	if sentAfterClose.Load() != 0 || failed.Load() != goroutines || sent.Load() == 0 {
+		t.Fatalf("%d sent, %d of them after Close; %d of %d goroutines failed", sent.Load(), sentAfterClose.Load(), failed.Load(), goroutines)
 	}
 }

@@ -1,0 +1,166 @@
+// The C side of the Go binding; see shim.h. cgo compiles this file with the
+// package's #cgo flags (capi.go).
+#include "shim.h"
+
+#define RC_L(l) ((const ratecard_limiter *)(l))
+
+static rc_decided rc_compact(ratecard_status status, const ratecard_decision *d) {
+	rc_decided r = {0};
+	r.status = status;
+	if (status != RATECARD_OK) return r;
+	r.reset_ns = d->reset_ns;
+	r.retry_after_ns = d->retry_after_ns;
+	r.matched = d->matched;
+	r.rule = d->rule;
+	r.limit = d->limit;
+	r.remaining = d->remaining;
+	r.retry_after_secs = d->retry_after_secs;
+	r.allowed = d->allowed;
+	r.exempt = d->exempt;
+	r.dry_run_denied = d->dry_run_denied;
+	r.never_fits = d->never_fits;
+	return r;
+}
+
+static void rc_put_be64(uint8_t *p, uint64_t v) {
+	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+// Built here, on the C stack: a ratecard_request in Go memory could not
+// hold the Go pointers of the strings (cgo's pointer rules). ip must have
+// room for 16 bytes.
+static ratecard_request rc_request(uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint8_t *ip, uint64_t ip_hi, uint64_t ip_lo,
+		size_t ip_len, const uint8_t *key, size_t key_len, const uint8_t *tenant,
+		size_t tenant_len, uint32_t cost) {
+	rc_put_be64(ip, ip_hi);
+	rc_put_be64(ip + 8, ip_lo);
+	ratecard_request r = {
+		.api = api, .method = method, .method_len = method_len,
+		.path = path, .path_len = path_len,
+		.client_ip = ip_len ? ip : NULL, .client_ip_len = ip_len,
+		.secret_key = key, .secret_key_len = key_len,
+		.tenant = tenant, .tenant_len = tenant_len, .cost = cost,
+	};
+	return r;
+}
+
+uintptr_t rc_new(const ratecard_config *config, ratecard_status *status) {
+	ratecard_limiter *l = NULL;
+	*status = ratecard_limiter_new(config, &l);
+	return *status == RATECARD_OK ? (uintptr_t)l : 0;
+}
+
+void rc_free(uintptr_t l) { ratecard_limiter_free((ratecard_limiter *)l); }
+
+rc_decided rc_decide(uintptr_t l, int peek, int use_clock, uint64_t now,
+		uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
+		uint32_t cost) {
+	uint8_t ip[16];
+	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_hi, ip_lo,
+		ip_len, key, key_len, tenant, tenant_len, cost);
+	ratecard_decision d;
+	ratecard_status s;
+	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) return rc_compact(s, NULL);
+	s = peek ? ratecard_peek(RC_L(l), &req, now, &d) : ratecard_check(RC_L(l), &req, now, &d);
+	return rc_compact(s, &d);
+}
+
+rc_decided rc_decide_key(uintptr_t l, int peek, int use_clock, uint64_t now,
+		uint32_t rule, const uint8_t *key, size_t key_len, uint32_t cost) {
+	ratecard_decision d;
+	ratecard_status s;
+	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) return rc_compact(s, NULL);
+	s = peek ? ratecard_peek_key(RC_L(l), rule, key, key_len, cost, now, &d)
+	         : ratecard_check_key(RC_L(l), rule, key, key_len, cost, now, &d);
+	return rc_compact(s, &d);
+}
+
+rc_cleared rc_reset(uintptr_t l,
+		uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len) {
+	rc_cleared r = {0};
+	uint8_t ip[16];
+	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_hi, ip_lo,
+		ip_len, key, key_len, tenant, tenant_len, 0);
+	r.status = ratecard_reset(RC_L(l), &req, &r.cleared);
+	return r;
+}
+
+rc_cleared rc_reset_key(uintptr_t l, uint32_t rule, const uint8_t *key, size_t key_len) {
+	rc_cleared r = {0};
+	r.status = ratecard_reset_key(RC_L(l), rule, key, key_len, &r.cleared);
+	return r;
+}
+
+rc_stats rc_limiter_stats(uintptr_t l) {
+	rc_stats r = {0};
+	r.status = ratecard_limiter_stats(RC_L(l), &r.s);
+	return r;
+}
+
+rc_rule_stats rc_rule_stats_of(uintptr_t l, uint32_t rule) {
+	rc_rule_stats r = {0};
+	r.status = ratecard_rule_stats(RC_L(l), rule, &r.allowed, &r.denied);
+	return r;
+}
+
+uint32_t rc_rule_count(uintptr_t l) {
+	uint32_t n = 0;
+	return ratecard_rule_count(RC_L(l), &n) == RATECARD_OK ? n : 0;
+}
+
+const char *rc_rule_name(uintptr_t l, uint32_t rule) { return ratecard_rule_name(RC_L(l), rule); }
+
+rc_lens rc_fields_into(uintptr_t l, ratecard_decision d, uint8_t *buf, size_t cap) {
+	rc_lens r = {0};
+	size_t n[3] = {0, 0, 0}, off = 0;
+	int fits = 1;
+	// Each field is written where the last ended; once one does not fit,
+	// the rest are only measured (an empty buffer asks for the length).
+	for (int i = 0; i < 3; i++) {
+		uint8_t *at = fits && buf ? buf + off : NULL;
+		size_t room = fits && buf ? cap - off : 0;
+		ratecard_status s =
+			i == 0 ? ratecard_write_ratelimit_policy(RC_L(l), &d, at, room, &n[i]) :
+			i == 1 ? ratecard_write_ratelimit(RC_L(l), &d, at, room, &n[i]) :
+			         ratecard_write_retry_after(&d, at, room, &n[i]);
+		if (s == RATECARD_BUFFER_TOO_SHORT) {
+			fits = 0;
+		} else if (s != RATECARD_OK) {
+			r.status = s;
+			return r;
+		} else if (fits) {
+			off += n[i];
+		}
+	}
+	r.status = fits ? RATECARD_OK : RATECARD_BUFFER_TOO_SHORT;
+	r.policy = (uint32_t)n[0];
+	r.ratelimit = (uint32_t)n[1];
+	r.retry_after = (uint32_t)n[2];
+	return r;
+}
+
+rc_fields rc_fields_of(uintptr_t l, ratecard_decision d) {
+	rc_fields r;
+	rc_lens n = rc_fields_into(l, d, r.text, sizeof r.text);
+	r.status = n.status;
+	r.policy = n.policy;
+	r.ratelimit = n.ratelimit;
+	r.retry_after = n.retry_after;
+	return r;
+}
+
+rc_time rc_now(void) {
+	rc_time r = {0};
+	r.status = ratecard_now_ns(&r.now);
+	return r;
+}
+
+size_t rc_429_body(uint8_t *buf, size_t cap) {
+	size_t n = 0;
+	return ratecard_write_429_body(buf, cap, &n) == RATECARD_OK ? n : 0;
+}
