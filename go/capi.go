@@ -174,19 +174,54 @@ func cStats(h handle) (Stats, Status) {
 	res := C.rc_limiter_stats(h)
 	s := res.s
 	return Stats{
-		Allowed:   uint64(s.allowed),
-		Denied:    uint64(s.denied),
-		Evicted:   uint64(s.evicted),
-		Inserts:   uint64(s.inserts),
-		Full:      uint64(s.full),
-		Occupancy: uint64(s.occupancy),
-		Capacity:  uint64(s.capacity),
+		Allowed:         uint64(s.allowed),
+		Limited:         uint64(s.limited),
+		DryRunLimited:   uint64(s.dry_run_limited),
+		Exempt:          uint64(s.exempt),
+		Unmatched:       uint64(s.unmatched),
+		Errors:          uint64(s.errors),
+		Inserts:         uint64(s.inserts),
+		Evicted:         uint64(s.evicted),
+		EvictedInDebt:   uint64(s.evicted_in_debt),
+		Full:            uint64(s.full),
+		RemoteCalls:     uint64(s.remote_calls),
+		RemoteErrors:    uint64(s.remote_errors),
+		RemoteFallbacks: uint64(s.remote_fallbacks),
+		RemoteCached:    uint64(s.remote_cached),
+		Occupancy:       uint64(s.occupancy),
+		Capacity:        uint64(s.capacity),
 	}, Status(res.status)
 }
 
-func cRuleStats(h handle, rule uint32) (allowed, denied uint64, st Status) {
+func cRuleStats(h handle, rule uint32) (RuleStats, Status) {
 	res := C.rc_rule_stats_of(h, C.uint32_t(rule))
-	return uint64(res.allowed), uint64(res.denied), Status(res.status)
+	s := res.s
+	return RuleStats{
+		Allowed:       uint64(s.allowed),
+		Limited:       uint64(s.limited),
+		DryRunLimited: uint64(s.dry_run_limited),
+		Exempt:        uint64(s.exempt),
+	}, Status(res.status)
+}
+
+// cRules reads the rule table's quotas, as enforced, once, at New.
+func cRules(h handle, names []string) []RuleInfo {
+	rules := make([]RuleInfo, len(names))
+	for i := range rules {
+		res := C.rc_rule_info_of(h, C.uint32_t(i))
+		if res.status != C.RATECARD_OK {
+			continue
+		}
+		info := res.info
+		rules[i] = RuleInfo{
+			Name:   names[i],
+			API:    API(info.api),
+			Limit:  int(info.limit),
+			Period: time.Duration(info.period_ns),
+			Burst:  int(info.burst),
+		}
+	}
+	return rules
 }
 
 // cRuleNames reads the rule table's names, once, at New.

@@ -89,7 +89,8 @@ type Headers struct {
 	// `"fapi.sign_ins.create";r=4;t=2`.
 	RateLimit string
 	// RetryAfter is the Retry-After value in seconds, e.g. "2": set on
-	// denials (dry-run ones included) whose cost can ever fit.
+	// enforced denials whose cost can ever fit (a dry-run denial goes on,
+	// so it has none, as on every ratecard host).
 	RetryAfter string
 }
 

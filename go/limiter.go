@@ -21,23 +21,41 @@ type Limiter struct {
 	gate  gate
 	h     handle
 	names []string
+	rules []RuleInfo
 	clock func() time.Duration
 	sleep func(context.Context, time.Duration) error
 }
 
-// Stats are counters of a limiter's table.
+// Stats are counters of a limiter's table. Every counter only grows while
+// the table lives, each decision is counted once (peeks are not), and with
+// no decision in flight the sums are exact; while decisions run a read may
+// miss those still in flight, never more.
 type Stats struct {
-	// Allowed counts decisions allowed (exempt ones included; unmatched not).
+	// Allowed counts decisions allowed (charged).
 	Allowed uint64
-	// Denied counts decisions denied (dry-run denials included).
-	Denied uint64
-	// Evicted counts inserts that evicted a key still in debt.
-	Evicted uint64
+	// Limited counts decisions denied and enforced.
+	Limited uint64
+	// DryRunLimited counts would-be denials of a DryRun limiter.
+	DryRunLimited uint64
+	// Exempt counts requests exempt from every rule (GET /v1/jwks).
+	Exempt uint64
+	// Unmatched counts requests that matched no rule.
+	Unmatched uint64
+	// Errors counts requests refused with an error.
+	Errors uint64
 	// Inserts counts keys inserted.
 	Inserts uint64
+	// Evicted counts inserts that replaced a live key (replenished or not).
+	Evicted uint64
+	// EvictedInDebt counts inserts that replaced a key still in debt.
+	EvictedInDebt uint64
 	// Full counts requests refused or admitted untracked because the table
 	// was full of keys in debt (PolicyDeny and PolicyAdmit).
 	Full uint64
+	// RemoteCalls, RemoteErrors, RemoteFallbacks and RemoteCached count
+	// round trips to Redis, the failed ones, the decisions a policy answered
+	// instead, and denials answered from the local cache of Redis denials.
+	RemoteCalls, RemoteErrors, RemoteFallbacks, RemoteCached uint64
 	// Occupancy is the slots holding a key now (a scan of the table: for
 	// monitoring, not for every request).
 	Occupancy uint64
@@ -55,7 +73,8 @@ func New(o Options) (*Limiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Limiter{h: h, names: cRuleNames(h), clock: o.Clock, sleep: o.Sleep}
+	names := cRuleNames(h)
+	l := &Limiter{h: h, names: names, rules: cRules(h, names), clock: o.Clock, sleep: o.Sleep}
 	if l.sleep == nil {
 		l.sleep = sleepTimer
 	}
@@ -251,23 +270,49 @@ func (l *Limiter) Stats() (Stats, error) {
 	return s, nil
 }
 
-// RuleStats returns the decisions allowed and denied with rule number rule
-// binding.
-func (l *Limiter) RuleStats(rule int) (allowed, denied uint64, err error) {
+// RuleStats are the decisions one rule bound.
+type RuleStats struct {
+	// Allowed, Limited and DryRunLimited count decisions with the rule
+	// binding; Exempt counts requests the (unlimited) rule made exempt.
+	Allowed, Limited, DryRunLimited, Exempt uint64
+}
+
+// RuleStats returns the decisions with rule number rule binding.
+func (l *Limiter) RuleStats(rule int) (RuleStats, error) {
 	if rule < 0 || rule >= len(l.names) {
-		return 0, 0, ErrUnknownRule
+		return RuleStats{}, ErrUnknownRule
 	}
 	ticket, ok := l.gate.enter()
 	if !ok {
-		return 0, 0, ErrClosed
+		return RuleStats{}, ErrClosed
 	}
 	defer l.gate.exit(ticket)
-	allowed, denied, st := cRuleStats(l.h, uint32(rule))
+	s, st := cRuleStats(l.h, uint32(rule))
 	runtime.KeepAlive(l)
 	if st != statusOK {
-		return 0, 0, st
+		return RuleStats{}, st
 	}
-	return allowed, denied, nil
+	return s, nil
+}
+
+// RuleInfo is one rule of a limiter's table, as the table enforces it.
+type RuleInfo struct {
+	// Name is the rule's stable name, e.g. "fapi.sign_ins.create".
+	Name string
+	// API is the API the rule belongs to.
+	API API
+	// Limit is the requests per Period; 0 means unlimited (exempt).
+	Limit int
+	// Period is the rule's period.
+	Period time.Duration
+	// Burst is the requests that may be sent back to back (1 in pace mode).
+	Burst int
+}
+
+// Rules returns the limiter's rules, by index: read from the library, so
+// a program never retypes Clerk's table.
+func (l *Limiter) Rules() []RuleInfo {
+	return append([]RuleInfo(nil), l.rules...)
 }
 
 // RuleIndex returns the number of the rule called name, for CheckKey.

@@ -1,5 +1,8 @@
 // The C side of the Go binding; see shim.h. cgo compiles this file with the
 // package's #cgo flags (capi.go).
+#include <stdlib.h>
+#include <string.h>
+
 #include "shim.h"
 
 #define RC_L(l) ((const ratecard_limiter *)(l))
@@ -104,7 +107,13 @@ rc_stats rc_limiter_stats(uintptr_t l) {
 
 rc_rule_stats rc_rule_stats_of(uintptr_t l, uint32_t rule) {
 	rc_rule_stats r = {0};
-	r.status = ratecard_rule_stats(RC_L(l), rule, &r.allowed, &r.denied);
+	r.status = ratecard_limiter_rule_stats(RC_L(l), rule, &r.s);
+	return r;
+}
+
+rc_rule_info rc_rule_info_of(uintptr_t l, uint32_t rule) {
+	rc_rule_info r = {0};
+	r.status = ratecard_limiter_rule_info(RC_L(l), rule, &r.info);
 	return r;
 }
 
@@ -115,32 +124,38 @@ uint32_t rc_rule_count(uintptr_t l) {
 
 const char *rc_rule_name(uintptr_t l, uint32_t rule) { return ratecard_rule_name(RC_L(l), rule); }
 
+// The fields come from ratecard_write_response, the call every ratecard
+// host answers with; they are copied here back to back in the order Go
+// reads them.
 rc_lens rc_fields_into(uintptr_t l, ratecard_decision d, uint8_t *buf, size_t cap) {
 	rc_lens r = {0};
-	size_t n[3] = {0, 0, 0}, off = 0;
-	int fits = 1;
-	// Each field is written where the last ended; once one does not fit,
-	// the rest are only measured (an empty buffer asks for the length).
-	for (int i = 0; i < 3; i++) {
-		uint8_t *at = fits && buf ? buf + off : NULL;
-		size_t room = fits && buf ? cap - off : 0;
-		ratecard_status s =
-			i == 0 ? ratecard_write_ratelimit_policy(RC_L(l), &d, at, room, &n[i]) :
-			i == 1 ? ratecard_write_ratelimit(RC_L(l), &d, at, room, &n[i]) :
-			         ratecard_write_retry_after(&d, at, room, &n[i]);
-		if (s == RATECARD_BUFFER_TOO_SHORT) {
-			fits = 0;
-		} else if (s != RATECARD_OK) {
-			r.status = s;
+	uint8_t stack[1024], *all = stack;
+	size_t need = 0;
+	ratecard_response resp;
+	ratecard_status s = ratecard_write_response(RC_L(l), &d, stack, sizeof stack, &resp, &need);
+	if (s == RATECARD_BUFFER_TOO_SHORT) {
+		all = malloc(need);
+		if (all == NULL) {
+			r.status = RATECARD_OUT_OF_MEMORY;
 			return r;
-		} else if (fits) {
-			off += n[i];
+		}
+		s = ratecard_write_response(RC_L(l), &d, all, need, &resp, &need);
+	}
+	if (s != RATECARD_OK) {
+		r.status = s;
+	} else {
+		ratecard_field f[3] = {resp.ratelimit_policy, resp.ratelimit, resp.retry_after};
+		size_t total = f[0].len + f[1].len + f[2].len, off = 0;
+		r.policy = (uint32_t)f[0].len;
+		r.ratelimit = (uint32_t)f[1].len;
+		r.retry_after = (uint32_t)f[2].len;
+		r.status = buf != NULL && total <= cap ? RATECARD_OK : RATECARD_BUFFER_TOO_SHORT;
+		for (int i = 0; i < 3 && r.status == RATECARD_OK; i++) {
+			memcpy(buf + off, all + f[i].offset, f[i].len);
+			off += f[i].len;
 		}
 	}
-	r.status = fits ? RATECARD_OK : RATECARD_BUFFER_TOO_SHORT;
-	r.policy = (uint32_t)n[0];
-	r.ratelimit = (uint32_t)n[1];
-	r.retry_after = (uint32_t)n[2];
+	if (all != stack) free(all);
 	return r;
 }
 

@@ -34,8 +34,13 @@ typedef struct {
 
 typedef struct {
 	ratecard_status status;
-	uint64_t allowed, denied;
+	ratecard_rule_stats s;
 } rc_rule_stats;
+
+typedef struct {
+	ratecard_status status;
+	ratecard_rule_info info;
+} rc_rule_info;
 
 typedef struct {
 	ratecard_status status;
@@ -87,12 +92,12 @@ rc_cleared rc_reset_key(uintptr_t l, uint32_t rule, const uint8_t *key, size_t k
 
 rc_stats rc_limiter_stats(uintptr_t l);
 rc_rule_stats rc_rule_stats_of(uintptr_t l, uint32_t rule);
+rc_rule_info rc_rule_info_of(uintptr_t l, uint32_t rule);
 uint32_t rc_rule_count(uintptr_t l);
 const char *rc_rule_name(uintptr_t l, uint32_t rule);
 
-// Writes the response fields of d (see rc_fields). The lead's coming single
-// call that writes every response field and the HTTP status replaces the
-// three writers inside; the Go side stays as it is.
+// Writes the response fields of d (see rc_fields), from
+// ratecard_write_response: Retry-After only for an enforced denial.
 rc_fields rc_fields_of(uintptr_t l, ratecard_decision d);
 // rc_fields_of into a caller's buffer of cap bytes, for fields longer than
 // RC_FIELDS_INLINE; RATECARD_BUFFER_TOO_SHORT with the lengths needed (and

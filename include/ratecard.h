@@ -407,6 +407,22 @@ typedef struct ratecard_stats {
    */
   uint64_t full;
   /**
+   * Round trips to Redis that got a reply (the Redis mode).
+   */
+  uint64_t remote_calls;
+  /**
+   * Round trips to Redis that failed (timeout, connection, bad reply).
+   */
+  uint64_t remote_errors;
+  /**
+   * Decisions the host's policy answered because Redis could not.
+   */
+  uint64_t remote_fallbacks;
+  /**
+   * Denials answered from the local cache of Redis denials.
+   */
+  uint64_t remote_cached;
+  /**
    * Slots holding a key now (a scan of the table).
    */
   uint64_t occupancy;

@@ -208,6 +208,14 @@ pub struct ratecard_stats {
     /// Inserts that found every candidate in debt and were refused or
     /// admitted untracked (RATECARD_POLICY_DENY, RATECARD_POLICY_ADMIT).
     pub full: u64,
+    /// Round trips to Redis that got a reply (the Redis mode).
+    pub remote_calls: u64,
+    /// Round trips to Redis that failed (timeout, connection, bad reply).
+    pub remote_errors: u64,
+    /// Decisions the host's policy answered because Redis could not.
+    pub remote_fallbacks: u64,
+    /// Denials answered from the local cache of Redis denials.
+    pub remote_cached: u64,
     /// Slots holding a key now (a scan of the table).
     pub occupancy: u64,
     /// Slots in the table.
@@ -919,6 +927,10 @@ pub unsafe extern "C" fn ratecard_limiter_stats(
                 evicted: s.evicted,
                 evicted_in_debt: s.evicted_in_debt,
                 full: s.full,
+                remote_calls: s.remote_calls,
+                remote_errors: s.remote_errors,
+                remote_fallbacks: s.remote_fallbacks,
+                remote_cached: s.remote_cached,
                 occupancy: s.occupancy,
                 capacity: s.capacity,
                 reserved: [0; 4],
