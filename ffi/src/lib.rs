@@ -32,8 +32,10 @@ pub mod boundary;
 pub mod limiter;
 pub mod request;
 pub mod response;
+pub mod version;
 
 pub use boundary::*;
 pub use limiter::*;
 pub use request::*;
 pub use response::*;
+pub use version::*;
