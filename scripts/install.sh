@@ -140,5 +140,6 @@ for f in "$inc_dest/ratecard.h" "$lib_dest/libratecard.a" "$lib_dest/$so_file" \
   fi
 done
 if [ -z "$destdir" ]; then
-  echo "install.sh: PKG_CONFIG_PATH=$libdir/pkgconfig for pkg-config; ldconfig (or LD_LIBRARY_PATH=$libdir) for the loader"
+  echo "install.sh: PKG_CONFIG_PATH=$libdir/pkgconfig for pkg-config;" \
+    "ldconfig (or LD_LIBRARY_PATH=$libdir) for the loader"
 fi

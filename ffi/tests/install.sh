@@ -109,7 +109,8 @@ fi
 run_hello() { # name, binary, [env...]
   local name=$1 exe=$2 out
   shift 2
-  if out=$(env "$@" "$exe" 2>&1) && [[ $out == *"5 allowed, 1 denied, then 429 Retry-After: 2 (fapi.sign_ins.create)"* ]]; then
+  local want="5 allowed, 1 denied, then 429 Retry-After: 2 (fapi.sign_ins.create)"
+  if out=$(env "$@" "$exe" 2>&1) && [[ $out == *"$want"* ]]; then
     pass "$name: $out"
   else
     fail "$name runs" "$out"
