@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The installed C library, used the way a C user would: scripts/install.sh
 # into a temporary prefix, then ffi/examples/hello.c built with nothing but
-# pkg-config's flags (shared, and static with pkg-config --static), run, and
+# pkg-config's flags (shared, and static with pkg-config --static; also the
+# archive named by path in a dynamic program), run, and
 # the installed files inspected (SONAME, exports, symlinks, .pc file).
 # A staged install (--destdir, --libdir, --strip) is checked the same way,
 # and the nginx module is built against the prefix when nginx-dev is there.
@@ -147,6 +148,22 @@ if $cc -static "${cflags[@]}" "$hello" $(pkg-config --static --cflags --libs rat
   run_hello "static" "$tmp/hello_static"
 else
   fail "hello.c builds with pkg-config --static" "$(cat "$tmp/cc.log")"
+fi
+
+# The archive in a dynamic program (the README's line): named by path, since
+# -lratecard would pick libratecard.so beside it.
+# shellcheck disable=SC2046
+if $cc "${cflags[@]}" "$hello" $(pkg-config --cflags ratecard) \
+    "$(pkg-config --variable=libdir ratecard)/libratecard.a" -lpthread -ldl -lm \
+    -o "$tmp/hello_archive" 2>"$tmp/cc.log"; then
+  if readelf -d "$tmp/hello_archive" | grep -q 'NEEDED.*libratecard'; then
+    fail "the archive build needs no libratecard.so" "$(readelf -d "$tmp/hello_archive" | grep NEEDED)"
+  else
+    pass "hello.c links libratecard.a into a dynamic program"
+  fi
+  run_hello "archive" "$tmp/hello_archive"
+else
+  fail "hello.c builds with the installed libratecard.a" "$(cat "$tmp/cc.log")"
 fi
 
 # ---------------------------------------------------------------------------
