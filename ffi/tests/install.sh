@@ -5,7 +5,8 @@
 # archive named by path in a dynamic program), run, and
 # the installed files inspected (SONAME, exports, symlinks, .pc file).
 # A staged install (--destdir, --libdir, --strip) is checked the same way,
-# and the nginx module is built against the prefix when nginx-dev is there.
+# the nginx module is built against the prefix when nginx-dev is there, and
+# the Go binding once go/capi.go links by search path (-l:libratecard.a).
 #
 #   bash ffi/tests/install.sh
 #   RATECARD_INSTALL_NGINX=0 bash ffi/tests/install.sh   # skip the nginx build
