@@ -5,7 +5,7 @@ package ratecard
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/../include
-#cgo LDFLAGS: ${SRCDIR}/../target/release/libratecard.a -lpthread -ldl -lm
+#cgo LDFLAGS: -L${SRCDIR}/../target/release -l:libratecard.a -lpthread -ldl -lm
 #include <stdlib.h>
 #include "shim.h"
 */

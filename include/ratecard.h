@@ -4,6 +4,8 @@
  * Linking
  *   static: cc app.c -Iinclude target/release/libratecard.a -lpthread -ldl -lm
  *   shared: cc app.c -Iinclude -Ltarget/release -lratecard   (SONAME libratecard.so.0)
+ *   installed (scripts/install.sh --prefix P, P/lib/pkgconfig on PKG_CONFIG_PATH):
+ *           cc app.c $(pkg-config --cflags --libs ratecard)
  *
  * Conventions
  *   - Functions return a ratecard_status (RATECARD_OK = 0) and write their
@@ -65,6 +67,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/**
+ * The header's version as a string literal, e.g. "0.1.0": compare it with
+ * ratecard_version() to detect a header and a library from different releases.
+ */
+#define RATECARD_VERSION \
+  RATECARD_STRINGIFY_(RATECARD_VERSION_MAJOR) "." RATECARD_STRINGIFY_(RATECARD_VERSION_MINOR) \
+  "." RATECARD_STRINGIFY_(RATECARD_VERSION_PATCH)
+#define RATECARD_STRINGIFY_(x) RATECARD_STRINGIFY_ARG_(x)
+#define RATECARD_STRINGIFY_ARG_(x) #x
 
 /**
  * Eviction policy (ratecard_config.policy): when both buckets of a new key
@@ -169,6 +181,21 @@
  * The HTTP status of an enforced denial (Clerk's).
  */
 #define RATECARD_LIMITED_STATUS 429
+
+/**
+ * The major version of the header (and of the library it came with).
+ */
+#define RATECARD_VERSION_MAJOR 0
+
+/**
+ * The minor version of the header.
+ */
+#define RATECARD_VERSION_MINOR 1
+
+/**
+ * The patch version of the header.
+ */
+#define RATECARD_VERSION_PATCH 0
 
 /**
  * A limiter: a rule table and a configuration over a state table, in memory

@@ -2,11 +2,11 @@
 # Installs what a fresh Debian machine lacks for the tests: Go (and x/time for
 # the Go comparison benchmarks, redigo and its cluster client, client_golang),
 # nginx and its module kit, Redis and hiredis, Prometheus (promtool),
-# valgrind, wrk, curl, pkg-config (Debian packages) and cargo-fuzz (crates).
+# valgrind, wrk, curl, pkgconf (Debian packages) and cargo-fuzz (crates).
 # Safe to run again: installs only what is missing.
 set -euo pipefail
 
-pkgs=(golang-go golang-golang-x-time-dev nginx nginx-dev valgrind wrk curl pkg-config
+pkgs=(golang-go golang-golang-x-time-dev nginx nginx-dev valgrind wrk curl pkgconf
   redis-server redis-tools libhiredis-dev
   golang-github-gomodule-redigo-dev golang-github-mna-redisc-dev
   prometheus golang-github-prometheus-client-golang-dev)

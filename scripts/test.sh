@@ -72,6 +72,12 @@ cargo bench -p ratecard-benches --no-run
 stage "C ABI: C test suite on libratecard.a and libratecard.so under valgrind"
 sh ffi/tests/c/run.sh
 
+stage "C library installed into a temporary prefix: pkg-config shared and static, SONAME, exports"
+bash ffi/tests/install.sh
+
+stage "benchmark chart: benches/chart.py on fixed input; benches/chart.svg drawn from benches/README.md"
+PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s benches/tests -v
+
 stage "Go: gofmt, go vet, go test -race, cgo pointer checks"
 cargo build -p ratecard-ffi --release
 bash go/test.sh

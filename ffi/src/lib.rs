@@ -47,9 +47,11 @@ pub mod limiter;
 pub mod metrics;
 pub mod request;
 pub mod response;
+pub mod version;
 
 pub use boundary::*;
 pub use limiter::*;
 pub use metrics::*;
 pub use request::*;
 pub use response::*;
+pub use version::*;
