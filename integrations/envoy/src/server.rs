@@ -24,8 +24,8 @@ use crate::response;
 pub const SERVICE_NAME: &str = "envoy.service.ratelimit.v3.RateLimitService";
 const SHOULD_RATE_LIMIT: &str = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
 
-/// Requests larger than this are refused by the decoder
-/// (`RESOURCE_EXHAUSTED`); Envoy's are a few hundred bytes.
+/// Requests larger than this are refused by the decoder (`OUT_OF_RANGE`);
+/// Envoy's are a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 /// `ShouldRateLimit` over a backend.
