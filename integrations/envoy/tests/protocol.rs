@@ -287,6 +287,31 @@ async fn backend_limits_are_per_instance_and_by_key_kind() {
 }
 
 #[tokio::test]
+async fn a_tenant_entry_names_the_instance_in_place_of_the_key() {
+    let service = Service::start(&[]);
+    let mut client = service.client().await;
+    let dev = rule("bapi.instance.development");
+    let with_tenant = |key: &str, tenant: &str| {
+        let mut req = request(&HttpRequest::backend("GET", "/v1/users/me", key));
+        req.descriptors[0]
+            .entries
+            .push(envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry {
+                key: "tenant".into(),
+                value: tenant.into(),
+            });
+        req
+    };
+    let r = should(&mut client, with_tenant("sk_test_tenant_a", "ins_1")).await;
+    assert_eq!(remaining_of(&r), dev.quota.limit - 1);
+    // Another key of the same instance shares its limit; another instance
+    // with the same key does not.
+    let r = should(&mut client, with_tenant("sk_test_tenant_b", "ins_1")).await;
+    assert_eq!(remaining_of(&r), dev.quota.limit - 2);
+    let r = should(&mut client, with_tenant("sk_test_tenant_a", "ins_2")).await;
+    assert_eq!(remaining_of(&r), dev.quota.limit - 1);
+}
+
+#[tokio::test]
 async fn a_denied_request_charges_none_of_its_rules() {
     let service = Service::start(&[]);
     let mut client = service.client().await;

@@ -60,6 +60,8 @@ struct Options {
     concurrency: usize,
     connections: usize,
     batches: usize,
+    batch: usize,
+    warmup: usize,
 }
 
 fn options() -> Result<Options, String> {
@@ -69,6 +71,8 @@ fn options() -> Result<Options, String> {
         concurrency: 16,
         connections: 4,
         batches: 30,
+        batch: 10_000,
+        warmup: KEYS.max(USERS),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -80,10 +84,13 @@ fn options() -> Result<Options, String> {
             "--concurrency" => o.concurrency = n.max(1),
             "--connections" => o.connections = n.max(1),
             "--batches" => o.batches = n.max(1),
+            "--batch" => o.batch = n.max(1),
+            "--warmup" => o.warmup = n,
             _ => {
                 return Err(format!(
                     "unknown flag {flag}; flags: --calls N (per gRPC run) --seconds N (cap per run) \
-                     --concurrency N --connections N --batches N (in-process, 10 000 decisions each)"
+                     --concurrency N --connections N --batches N --batch N (decisions per batch, \
+                     in process) --warmup N (decisions before the batches; default: every key once)"
                 ))
             }
         }
@@ -348,23 +355,21 @@ fn cpu_now() -> Duration {
 }
 
 /// Median nanoseconds (of this thread's CPU time) per call of `f` over
-/// `batches` batches of 10 000.
-fn per_decision(batches: usize, mut f: impl FnMut(usize)) -> f64 {
-    const BATCH: usize = 10_000;
+/// `o.batches` batches of `o.batch` calls, after `o.warmup` calls.
+fn per_decision(o: &Options, mut f: impl FnMut(usize)) -> f64 {
     let mut i = 0;
-    // Warm up: every key inserted once.
-    for _ in 0..KEYS.max(USERS) {
+    for _ in 0..o.warmup {
         f(i);
         i += 1;
     }
-    let mut times: Vec<f64> = (0..batches)
+    let mut times: Vec<f64> = (0..o.batches)
         .map(|_| {
             let t0 = cpu_now();
-            for _ in 0..BATCH {
+            for _ in 0..o.batch {
                 f(i);
                 i = i.wrapping_add(1);
             }
-            (cpu_now() - t0).as_nanos() as f64 / BATCH as f64
+            (cpu_now() - t0).as_nanos() as f64 / o.batch as f64
         })
         .collect();
     times.sort_by(f64::total_cmp);
@@ -542,8 +547,8 @@ fn run() -> Result<(), String> {
 
     println!(
         "ratecard-rls-load: {} calls or {} s per gRPC run (wall clock), {} connections; \
-         in process the median of {} batches of 10 000 (thread CPU time)",
-        o.calls, o.seconds, o.connections, o.batches
+         in process the median of {} batches of {} (thread CPU time)",
+        o.calls, o.seconds, o.connections, o.batches, o.batch
     );
     println!("\ntransport alone: grpc.health.v1 Check on the same service");
     let channels = runtime.block_on(connect(&service.uri, o.connections))?;
@@ -566,7 +571,7 @@ fn run() -> Result<(), String> {
         let wire: Vec<Vec<u8>> = (0..KEYS.max(USERS))
             .map(|i| shape.request(i).encode_to_vec())
             .collect();
-        let handler_ns = per_decision(o.batches, |i| {
+        let handler_ns = per_decision(&o, |i| {
             let Ok(req) = WireRequest::decode(wire[i % wire.len()].as_slice()) else {
                 return;
             };
@@ -576,7 +581,7 @@ fn run() -> Result<(), String> {
             }
         });
         let parts: Vec<_> = (0..KEYS.max(USERS)).map(|i| shape.parts(i)).collect();
-        let cabi_ns = per_decision(o.batches, |i| {
+        let cabi_ns = per_decision(&o, |i| {
             let (m, p, k, _) = &parts[i % parts.len()];
             std::hint::black_box(cabi.check(m, p, k));
         });
@@ -592,14 +597,14 @@ fn run() -> Result<(), String> {
             let r = limiter.check_rate_limited_and_update(&namespace, &ctx, 1);
             std::hint::black_box(r.map(|r| r.limited).unwrap_or(true));
         };
-        let limitador_ns = per_decision(o.batches, |i| limitador_check(&limitador, i));
+        let limitador_ns = per_decision(&o, |i| limitador_check(&limitador, i));
         // The same with only the limits this request matches loaded: the
         // least Limitador can do for it.
         let matching = limitador::RateLimiter::new(1_000_000);
         for limit in limitador_limits(Some(shape.rules()))? {
             matching.add_limit(limit);
         }
-        let matching_ns = per_decision(o.batches, |i| limitador_check(&matching, i));
+        let matching_ns = per_decision(&o, |i| limitador_check(&matching, i));
         println!("  handler (decode, decide, encode): {handler_ns:>8.0} ns per call");
         println!("  C ABI ratecard_check:             {cabi_ns:>8.0} ns per decision");
         println!("  Limitador 0.14, Clerk's 13 limits: {limitador_ns:>7.0} ns per decision");
