@@ -69,6 +69,14 @@ done
 stage "benches compile (criterion; run them with cargo bench -p ratecard-benches)"
 cargo bench -p ratecard-benches --no-run
 
+stage "envoy: ratecard-rls docs; its load generator and peers (clippy, a bounded run)"
+# The protocol tests ran with the workspace; the load generator needs
+# --features bench (Limitador, the C ABI), kept out of the service's build.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratecard-rls
+cargo clippy -p ratecard-rls --all-targets --features bench -- -D warnings
+cargo build -p ratecard-rls --features bench
+target/debug/ratecard-rls-load --calls 2000 --seconds 2 --batches 3 --batch 200 --warmup 200
+
 stage "C ABI: C test suite on libratecard.a and libratecard.so under valgrind"
 sh ffi/tests/c/run.sh
 
