@@ -4,10 +4,11 @@
 //! This is the only module that calls `ratecard`: when its API moves, only
 //! this file changes.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ratecard::{Api, Decision, Limiter, Nanos, Request, RuleTable, Seed, CLERK, NO_RULE};
+use ratecard::{
+    Api, CheckError, Decision, Limiter, Nanos, Request, RuleTable, Seed, Verdict as Said, CLERK,
+};
 
 use crate::backend::{ApiKind, Backend, BackendError, Binding, Classified, Outcome, Verdict};
 
@@ -55,38 +56,9 @@ pub struct Counters {
     pub evicted: u64,
 }
 
-/// One 64-byte line: the table wants 64-byte aligned memory.
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([u8; 64]);
-
-/// A limiter over memory it owns.
-struct Owned {
-    // Borrows `_memory`: declared, and so dropped, first.
-    limiter: Limiter<'static>,
-    _memory: Vec<Line>,
-}
-
-impl Owned {
-    fn new(config: &ratecard::Config, seed: Seed) -> Result<Owned, ratecard::Error> {
-        let bytes = Limiter::bytes_for(config.capacity).ok_or(ratecard::Error::Capacity)?;
-        let mut memory = vec![Line([0; 64]); bytes.div_ceil(64)];
-        let len = memory.len() * 64;
-        // SAFETY: the buffer is ours, `len` bytes and 64-byte aligned; it is
-        // never touched again except through the limiter, its heap block does
-        // not move when the Vec does, and it is dropped after the limiter.
-        let limiter =
-            unsafe { Limiter::init_raw(memory.as_mut_ptr().cast(), len, config, CLERK, seed)? };
-        Ok(Owned {
-            limiter,
-            _memory: memory,
-        })
-    }
-}
-
 /// Decisions from a table in this process.
 pub struct Local {
-    owned: Owned,
+    limiter: Limiter<'static>,
     epoch: Instant,
 }
 
@@ -104,45 +76,44 @@ impl Local {
             dry_run: config.dry_run,
             ..ratecard::Config::DEFAULT
         };
-        let owned = Owned::new(&core, Seed::from_bytes(config.seed))
+        let limiter = Limiter::new(&core, CLERK, Seed::from_bytes(config.seed))
             .map_err(|e| SetupError(format!("cannot make the table: {e}")))?;
         Ok(Local {
-            owned,
+            limiter,
             epoch: Instant::now(),
         })
     }
 
     /// Slots the table holds, after rounding.
     pub fn capacity(&self) -> u64 {
-        self.owned.limiter.stats().capacity
+        self.limiter.stats().capacity
     }
 
     /// The table's counters.
     pub fn counters(&self) -> Counters {
-        let s = self.owned.limiter.stats();
+        let s = self.limiter.stats();
         Counters {
             allowed: s.allowed,
-            denied: s.denied,
+            denied: s.limited.saturating_add(s.dry_run_limited),
             occupancy: s.occupancy,
             capacity: s.capacity,
-            evicted: s.evicted,
+            evicted: s.evicted_in_debt,
         }
     }
 
     /// Decide synchronously: the table needs no I/O.
     pub fn decide(&self, request: &Classified<'_>, peek: bool) -> Result<Verdict, BackendError> {
-        let ip = IpBytes::of(request.client_ip);
         let api = match request.api {
             ApiKind::Frontend => Api::Frontend,
             ApiKind::Backend => Api::Backend,
         };
-        let r = Request::new(api, request.method, request.path)
-            .ip(ip.bytes())
+        let mut r = Request::new(api, request.method, request.path)
             .key(request.authorization)
             .tenant(request.tenant)
             .cost(request.cost);
+        r.client_ip = request.client_ip;
         let now = self.now();
-        let limiter = &self.owned.limiter;
+        let limiter = &self.limiter;
         let decided = if peek {
             limiter.peek(&r, now)
         } else {
@@ -172,91 +143,61 @@ impl Backend for Local {
     }
 }
 
-/// A client address in network order, as the table takes it.
-struct IpBytes {
-    buf: [u8; 16],
-    len: usize,
-}
-
-impl IpBytes {
-    fn of(ip: Option<IpAddr>) -> IpBytes {
-        let mut buf = [0; 16];
-        let len = match ip {
-            None => 0,
-            Some(IpAddr::V4(v4)) => {
-                buf[..4].copy_from_slice(&v4.octets());
-                4
-            }
-            Some(IpAddr::V6(v6)) => {
-                buf = v6.octets();
-                16
-            }
-        };
-        IpBytes { buf, len }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
 fn verdict(rules: &RuleTable<'static>, d: &Decision) -> Verdict {
-    let outcome = if d.rule == NO_RULE {
-        Outcome::Unmatched
-    } else if d.exempt {
-        Outcome::Exempt
-    } else if d.is_limited() && d.never_fits {
-        Outcome::NeverFits
-    } else if d.is_limited() {
-        Outcome::Limited {
-            retry_after_secs: d.retry_after_secs.max(1),
-        }
-    } else {
-        Outcome::Allowed
+    let outcome = match d.verdict {
+        Said::Unmatched => Outcome::Unmatched,
+        Said::Exempt => Outcome::Exempt,
+        Said::NeverFits => Outcome::NeverFits,
+        Said::Limited { .. } => Outcome::Limited {
+            retry_after_secs: d.retry_after_secs().unwrap_or(1).max(1),
+        },
+        Said::Allowed => Outcome::Allowed,
     };
     let binding = match outcome {
         Outcome::Exempt | Outcome::Unmatched => None,
-        _ => rules.get(d.rule as usize).map(|rule| Binding {
-            rule: rule.name,
-            limit: d.limit,
-            period: Duration::from_nanos(rule.quota.period.0),
-            remaining: d.remaining,
-            reset: Duration::from_nanos(d.reset.0),
-        }),
+        _ => d
+            .rule
+            .and_then(|id| rules.get(id.index()))
+            .map(|rule| Binding {
+                rule: rule.name,
+                limit: d.limit,
+                period: Duration::from_nanos(rule.quota.period.0),
+                remaining: d.remaining,
+                reset: Duration::from_nanos(d.reset.0),
+            }),
+    };
+    // The fields as every ratecard host writes them.
+    let mut buf = [0u8; 1024];
+    let (policy, ratelimit) = match d.write_response(rules, &mut buf) {
+        Ok(r) => (text(&buf, r.ratelimit_policy), text(&buf, r.ratelimit)),
+        Err(needed) => {
+            let mut big = vec![0u8; needed];
+            match d.write_response(rules, &mut big) {
+                Ok(r) => (text(&big, r.ratelimit_policy), text(&big, r.ratelimit)),
+                Err(_) => (String::new(), String::new()),
+            }
+        }
     };
     Verdict {
         outcome,
-        dry_run: d.dry_run_denied,
+        dry_run: d.dry_run,
         binding,
-        ratelimit_policy: written(|b| d.write_ratelimit_policy(rules, b)),
-        ratelimit: written(|b| d.write_ratelimit(rules, b)),
+        ratelimit_policy: policy,
+        ratelimit,
     }
 }
 
-/// The text a ratecard writer puts in a buffer, retried once at the length
-/// it asks for.
-fn written(write: impl Fn(&mut [u8]) -> Result<usize, usize>) -> String {
-    let mut buf = [0u8; 256];
-    let bytes = match write(&mut buf) {
-        Ok(n) => buf.get(..n).unwrap_or_default().to_vec(),
-        Err(needed) => {
-            let mut big = vec![0u8; needed];
-            let n = write(&mut big).unwrap_or(0);
-            big.truncate(n);
-            big
-        }
-    };
-    // The writers emit rule names of [A-Za-z0-9._-] and digits only.
-    String::from_utf8(bytes).unwrap_or_default()
+/// A field of a written response, as text (rule names and digits only).
+fn text(buf: &[u8], range: std::ops::Range<usize>) -> String {
+    String::from_utf8(buf.get(range).unwrap_or_default().to_vec()).unwrap_or_default()
 }
 
-fn error(e: ratecard::Error) -> BackendError {
+fn error(e: CheckError) -> BackendError {
     match e {
-        ratecard::Error::MissingSubject => BackendError::Invalid(
+        CheckError::MissingSubject => BackendError::Invalid(
             "the request lacks its rule's subject: a Frontend request needs \
              remote_address, a Backend request authorization or remote_address",
         ),
-        ratecard::Error::InvalidIp => BackendError::Invalid("remote_address is not an IP address"),
         other => BackendError::Internal(other.to_string()),
     }
 }
@@ -279,7 +220,7 @@ mod tests {
             api: ApiKind::Frontend,
             method: b"POST",
             path: b"/v1/client/sign_ins",
-            client_ip: Some(IpAddr::from(ip)),
+            client_ip: Some(std::net::IpAddr::from(ip)),
             authorization: b"",
             tenant: b"",
             cost: 1,
