@@ -67,7 +67,7 @@ TEMPLATES = [
     "Membership", "MembershipMetadata", "Other",
 ]
 METHODS = ["POST", "GET", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS", "FOO", ""]
-VARIANTS = ["Default", "UnknownIsProduction", "Pace", "FixedWindow", "Ipv6Slash128"]
+VARIANTS = ["Default", "UnknownIsProduction", "Pace", "FixedWindow", "Ipv6Slash128", "FoldCase"]
 
 
 def step(kind, *args):
@@ -246,6 +246,18 @@ def engine_seeds():
     s["model-endpoints"] = engine_input("Ipv6Slash128", T0, [
         action(zero, "Check", fixed(i), v6, live, cost=1) for i in range(0, 37, 3)
     ])
+    # Issue 11: a format suffix, an absolute-form target, `;` path
+    # parameters (raw and encoded), a dot in a last-segment id, and the
+    # model's spelling endpoints (37 on) under case folding.
+    s["path-spellings-charged-like-the-plain-path"] = engine_input("FoldCase", T0, [
+        action(zero, "Check", template("FeSignIns", "POST", trail=6), ip),
+        action(zero, "Check", template("FeSignIns", "POST", trail=7), ip),
+        action(zero, "Check", template("FeSignIns", "POST", poison=64), ip),
+        action(zero, "Check", template("User", "PATCH", "user_1", trail=6), key=live),
+        action(zero, "Check", template("User", "PATCH", "user_1.xml"), key=live),
+        action(zero, "Check", template("User", "PATCH", "user_1", poison=72), key=live),
+        action(zero, "Check", template("Jwks", "GET", trail=6), key=live),
+    ] + [action(zero, "Check", fixed(i), ip, live) for i in range(37, 54)])
     return s
 
 
@@ -260,9 +272,9 @@ def case(name):
 
 
 def setup(capacity=2, ipv6=64, production=False, pace=False, algorithm=0, policy=0,
-          seed=(1, 2)):
+          seed=(1, 2), fold_case=False):
     return (u8(capacity) + u8(ipv6) + boolean(production) + boolean(pace) + u8(algorithm)
-            + u8(policy) + u64(seed[0]) + u64(seed[1]))
+            + u8(policy) + u64(seed[0]) + u64(seed[1]) + boolean(fold_case))
 
 
 def http(backend, method, path, ip=b"", key=b"", tenant=b"", cost=1):

@@ -6,7 +6,7 @@
 //! - [`keys`]: deterministic distinct keys of three kinds (u64, IPv6,
 //!   48-byte secret keys), as owned values for the peers and as bytes for
 //!   ratecard;
-//! - [`setup`]: aligned memory and the limiters under test;
+//! - [`setup`]: the limiters under test and their requests;
 //! - [`floor`]: one keyed hash plus one 16-byte read-modify-write;
 //! - [`peers`]: governor in its default and best configurations, and a
 //!   `std` hash map with a plain GCRA;

@@ -1,7 +1,7 @@
-//! The limiters under test, in memory the benchmark owns.
+//! The limiters under test (in memory they own) and their requests.
 
 use ratecard::table::buckets_for;
-use ratecard::{Api, Config, Limiter, Quota, Request, Rule, RuleTable, Scope, Seed, CLERK};
+use ratecard::{Api, Config, Limiter, Quota, Request, Rule, RuleId, RuleTable, Scope, Seed, CLERK};
 
 /// The hash seed of every benchmark limiter (and of the floor), as bytes.
 pub const SEED_BYTES: [u8; 16] = *b"ratecard-bench-0";
@@ -21,7 +21,7 @@ pub static KEYED_RULES: [Rule<'static>; 1] = [Rule::new(
 )];
 
 /// The index of the keyed rule.
-pub const KEYED_RULE: u32 = 0;
+pub const KEYED_RULE: RuleId = RuleId(0);
 
 /// The highest table occupancy the benchmarks run at.
 pub const MAX_OCCUPANCY: f64 = 0.85;
@@ -37,54 +37,16 @@ pub fn slots_for(capacity: u32) -> usize {
     buckets_for(capacity as u64).map_or(0, |b| b as usize * 4)
 }
 
-/// One cache line.
-#[derive(Copy, Clone)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
-
-/// A limiter in zeroed, 64-byte aligned memory it owns.
-pub struct OwnedLimiter {
-    // Borrows `_memory`: declared, and so dropped, first.
-    limiter: Limiter<'static>,
-    // Only touched through `limiter`; a Vec's buffer stays put when the
-    // Vec moves.
-    _memory: Vec<Line>,
-}
-
-impl OwnedLimiter {
-    /// A limiter with `rules` and `capacity` slots, otherwise the default
-    /// configuration.
-    pub fn new(rules: RuleTable<'static>, capacity: u32) -> OwnedLimiter {
-        let bytes = Limiter::bytes_for(capacity).unwrap_or(0);
-        let mut memory = vec![Line([0; 64]); bytes.div_ceil(64)];
-        let config = Config {
-            capacity,
-            ..Config::DEFAULT
-        };
-        // SAFETY: the buffer holds `bytes` or more zeroed bytes, is 64-byte
-        // aligned, is reached only through the limiter, and is freed only
-        // after it (field order).
-        let made = unsafe {
-            Limiter::init_raw(
-                memory.as_mut_ptr().cast::<u8>(),
-                memory.len() * 64,
-                &config,
-                rules,
-                SEED,
-            )
-        };
-        match made {
-            Ok(limiter) => OwnedLimiter {
-                limiter,
-                _memory: memory,
-            },
-            Err(e) => panic!("benchmark limiter of {capacity} slots: {e:?}"),
-        }
-    }
-
-    /// The limiter.
-    pub fn get(&self) -> &Limiter<'_> {
-        &self.limiter
+/// A limiter with `rules` and `capacity` slots, otherwise the default
+/// configuration, in zeroed 64-byte aligned memory it owns.
+pub fn limiter(rules: RuleTable<'static>, capacity: u32) -> Limiter<'static> {
+    let config = Config {
+        capacity,
+        ..Config::DEFAULT
+    };
+    match Limiter::new(&config, rules, SEED) {
+        Ok(l) => l,
+        Err(e) => panic!("benchmark limiter of {capacity} slots: {e}"),
     }
 }
 
@@ -110,7 +72,7 @@ pub const USER_PATH: &[u8] = b"/v1/users/user_2NNEqL2nrIRdJ194ndJqAHwEfxC";
 /// `POST /v1/client/sign_ins` from one IPv4 client: one rule
 /// (`fapi.sign_ins.create`, 5 per 10 s).
 pub fn frontend_request() -> Request<'static> {
-    Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(&CLIENT_IP)
+    Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(CLIENT_IP)
 }
 
 /// `PATCH /v1/users/{id}` with a 48-byte live key: two rules (the
@@ -127,7 +89,7 @@ pub const ALLOWED_STEP_NS: u64 = 2_000_000_000;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ratecard::Nanos;
+    use ratecard::{Nanos, Verdict};
 
     #[test]
     fn secret_key_is_48_bytes() {
@@ -136,25 +98,24 @@ mod tests {
 
     #[test]
     fn requests_match_their_rules_and_stay_allowed_when_now_steps() {
-        let owned = OwnedLimiter::new(clerk_rules(), 1024);
-        let l = owned.get();
+        let l = limiter(clerk_rules(), 1024);
         let mut now = 1_000_000_000;
         for _ in 0..100 {
             let f = l.check(&frontend_request(), Nanos(now)).unwrap();
             let p = l.check(&patch_user_request(), Nanos(now)).unwrap();
-            assert!(f.allowed && p.allowed);
-            assert_eq!(f.matched.count_ones(), 1);
-            assert_eq!(p.matched.count_ones(), 2);
+            assert!(f.verdict == Verdict::Allowed && p.verdict == Verdict::Allowed);
+            assert_eq!(f.matched.iter().count(), 1);
+            assert_eq!(p.matched.iter().count(), 2);
             now += ALLOWED_STEP_NS;
         }
     }
 
     #[test]
     fn keyed_rule_stays_allowed_at_a_fixed_now() {
-        let owned = OwnedLimiter::new(keyed_rules(), 64);
-        let l = owned.get();
+        let l = limiter(keyed_rules(), 64);
         for _ in 0..100_000 {
-            assert!(l.check_key(KEYED_RULE, b"k", 1, Nanos(1)).unwrap().allowed);
+            let d = l.check_key(KEYED_RULE, b"k", 1, Nanos(1)).unwrap();
+            assert_eq!(d.verdict, Verdict::Allowed);
         }
     }
 

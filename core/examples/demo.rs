@@ -3,8 +3,7 @@
 //!
 //! Run: `cargo run -p ratecard --example demo`
 
-use ratecard::{Api, Config, Decision, Limiter, Nanos, Request, RuleTable, Seed, CLERK};
-use std::alloc::{alloc_zeroed, Layout};
+use ratecard::{Api, Config, Decision, Limiter, Nanos, Request, Seed, Verdict, CLERK};
 
 const SEC: u64 = 1_000_000_000;
 
@@ -12,7 +11,7 @@ fn main() {
     let enforcer = limiter(Config::DEFAULT);
     println!("== A brute-force burst: one IP, 8 sign-in attempts at once, then one 2 s later ==");
     let ip = [203, 0, 113, 9];
-    let sign_in = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(&ip);
+    let sign_in = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(ip);
     let mut now = 10 * SEC;
     for i in 1..=8 {
         show(
@@ -30,7 +29,7 @@ fn main() {
 
     println!("\n== An IPv4-mapped IPv6 spelling of the same client is the same client ==");
     let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 203, 0, 113, 9];
-    let sneaky = Request::new(Api::Frontend, b"post", b"//v1/client/./sign_ins/?x=1").ip(&mapped);
+    let sneaky = Request::new(Api::Frontend, b"post", b"//v1/client/./sign_ins/?x=1").ip(mapped);
     show(
         &enforcer,
         "attempt 10 (mapped IPv6, odd spelling)",
@@ -49,7 +48,7 @@ fn main() {
     let mut waited = 0;
     while sent < 25 {
         let d = pacer.check(&update, Nanos(t)).unwrap();
-        if d.allowed {
+        if d.allowed() {
             sent += 1;
             if sent <= 3 || sent == 25 {
                 show(
@@ -61,9 +60,11 @@ fn main() {
                     &d,
                 );
             }
+        } else if let Some(wait) = d.retry_after() {
+            waited += wait.0;
+            t += wait.0;
         } else {
-            waited += d.retry_after.0;
-            t += d.retry_after.0;
+            unreachable!("a paced update of cost 1 always fits: {d:?}");
         }
     }
     println!(
@@ -87,47 +88,37 @@ fn main() {
 
     let s = enforcer.stats();
     println!(
-        "\nenforcer counters: {} allowed, {} denied, {} of {} slots live",
-        s.allowed, s.denied, s.occupancy, s.capacity
+        "\nenforcer counters: {} allowed, {} limited, {} exempt, {} of {} slots live",
+        s.allowed, s.limited, s.exempt, s.occupancy, s.capacity
     );
 }
 
 fn limiter(config: Config) -> Limiter<'static> {
-    let len = Limiter::bytes_for(config.capacity).unwrap();
-    // SAFETY: a fresh zeroed allocation, leaked so the limiter is 'static.
-    let mem = unsafe {
-        std::slice::from_raw_parts_mut(alloc_zeroed(Layout::from_size_align(len, 64).unwrap()), len)
-    };
-    let seed = Seed {
-        k0: std::process::id() as u64,
-        k1: 0x5eed,
-    };
-    Limiter::init(mem, &config, RuleTable::new(CLERK.rules()), seed).unwrap()
+    let seed = Seed::random().expect("the OS has a random source");
+    Limiter::new(&config, CLERK, seed).expect("the default configuration is valid")
 }
 
 fn show(l: &Limiter<'_>, what: &str, d: &Decision) {
     let mut buf = [0u8; 512];
-    let field = |r: Result<usize, usize>, buf: &[u8]| match r {
-        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
-        Err(_) => String::from("(too long)"),
+    let Ok(response) = d.write_response(l.rules(), &mut buf) else {
+        println!("{what:<42} -> (response longer than {} bytes)", buf.len());
+        return;
     };
-    let status = if d.exempt {
-        "200 exempt"
-    } else if d.allowed {
-        "200"
-    } else {
-        "429"
+    let status = match (d.verdict, response.status) {
+        (Verdict::Exempt, _) => "200 exempt",
+        (_, 0) => "200",
+        _ => "429",
     };
     println!("{what:<42} -> {status}");
-    let r = d.write_ratelimit(l.rules(), &mut buf);
-    let v = field(r, &buf);
-    if !v.is_empty() {
-        println!("   RateLimit: {v}");
+    let text = |range: std::ops::Range<usize>| String::from_utf8_lossy(&buf[range]).into_owned();
+    if !response.ratelimit.is_empty() {
+        println!("   RateLimit: {}", text(response.ratelimit.clone()));
     }
-    if !d.allowed {
-        let r = d.write_retry_after(&mut buf);
-        println!("   Retry-After: {}", field(r, &buf));
-        let r = d.write_ratelimit_policy(l.rules(), &mut buf);
-        println!("   RateLimit-Policy: {}", field(r, &buf));
+    if response.status != 0 {
+        println!("   Retry-After: {}", text(response.retry_after.clone()));
+        println!(
+            "   RateLimit-Policy: {}",
+            text(response.ratelimit_policy.clone())
+        );
     }
 }

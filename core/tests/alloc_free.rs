@@ -4,8 +4,7 @@
 mod common;
 use common::*;
 
-use ratecard::decision::write_429_body;
-use ratecard::{Api, Nanos, Request, CLERK};
+use ratecard::{write_429_body, Api, Nanos, Request, RuleId, CLERK};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -80,6 +79,19 @@ const PATHS: [(Api, &[u8], &[u8]); 10] = [
     (Api::Backend, b"POST", b"/v1/users%2Fx"),
 ];
 
+/// Spellings that take the normaliser's slow branches.
+const SPELLINGS: [(Api, &[u8], &[u8]); 5] = [
+    (Api::Frontend, b"POST", b"/v1/client/sign_ins;jsessionid=1"),
+    (
+        Api::Frontend,
+        b"POST",
+        b"http://host/v1/client/sign_ins?x=1",
+    ),
+    (Api::Backend, b"PATCH", b"/v1/users/user_1.json"),
+    (Api::Backend, b"PATCH", b"/V1/USERS/User_1"),
+    (Api::Backend, b"GET", b"/v1/jwks.json"),
+];
+
 const KEYS: [&[u8]; 3] = [
     b"sk_live_2bYqQm7cJxHk0gT4aVb9Hn4Rk8sWq2Lm5Vb7Xc1Z",
     b"Bearer sk_test_Hn4Rk8sWq2Lm5Vb7Xc1Z2bYqQm7cJxHk",
@@ -91,7 +103,11 @@ const KEYS: [&[u8]; 3] = [
 fn round(l: &ratecard::Limiter<'_>, i: u64, now: u64, buf: &mut [u8; 256]) -> (u64, u64) {
     let mut allowed = 0;
     let mut denied = 0;
-    let (api, method, path) = PATHS[(i % PATHS.len() as u64) as usize];
+    let (api, method, path) = if i.is_multiple_of(9) {
+        SPELLINGS[(i / 9 % SPELLINGS.len() as u64) as usize]
+    } else {
+        PATHS[(i % PATHS.len() as u64) as usize]
+    };
     // A few hundred clients, so both fresh and exhausted keys are seen.
     let ip = [10, (i >> 16) as u8, (i >> 8) as u8 & 1, i as u8];
     let ip6 = [
@@ -116,7 +132,11 @@ fn round(l: &ratecard::Limiter<'_>, i: u64, now: u64, buf: &mut [u8; 256]) -> (u
         api,
         method,
         path,
-        client_ip: if i.is_multiple_of(3) { &ip6 } else { &ip },
+        client_ip: Some(if i.is_multiple_of(3) {
+            ip6.into()
+        } else {
+            ip.into()
+        }),
         secret_key: KEYS[(i % 3) as usize],
         tenant: if i.is_multiple_of(5) { b"tenant" } else { b"" },
         cost: (i % 4) as u32,
@@ -127,7 +147,7 @@ fn round(l: &ratecard::Limiter<'_>, i: u64, now: u64, buf: &mut [u8; 256]) -> (u
         l.check(&r, Nanos(now))
     }
     .unwrap();
-    if d.allowed {
+    if d.allowed() {
         allowed += 1;
     } else {
         denied += 1;
@@ -138,9 +158,14 @@ fn round(l: &ratecard::Limiter<'_>, i: u64, now: u64, buf: &mut [u8; 256]) -> (u
     if i.is_multiple_of(11) {
         let _ = write_429_body(buf);
     }
+    if i.is_multiple_of(13) {
+        let _ = d.write_response(&CLERK, buf);
+    }
     let key = (i % 64).to_le_bytes();
-    let k = l.check_key((i % 14) as u32, &key, 1, Nanos(now)).unwrap();
-    if k.allowed {
+    let k = l
+        .check_key(RuleId((i % 14) as u8), &key, 1, Nanos(now))
+        .unwrap();
+    if k.allowed() {
         allowed += 1;
     } else {
         denied += 1;
@@ -154,7 +179,7 @@ fn round(l: &ratecard::Limiter<'_>, i: u64, now: u64, buf: &mut [u8; 256]) -> (u
 
 #[test]
 fn a_million_decisions_allocate_nothing() {
-    let l = clerk();
+    let l = clerk_with(|c| c.fold_case = true);
     let mut buf = [0u8; 256];
     let mut now = 5_000 * SEC;
     // Warm-up: thread-locals, lazy statics, anything the first call touches.

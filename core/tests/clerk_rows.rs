@@ -4,17 +4,19 @@
 //!
 //! Expected numbers are worked out here from DESIGN.md's formulas
 //! (`T = ⌈period / limit⌉`, `Retry-After = ⌈retry_after / 1 s⌉`, ...), never
-//! taken from the engine.
+//! taken from the engine; each row's limit and period come from the
+//! reference model's copy of the table (`model/mod.rs`), the tests' only one.
 
 mod common;
 use common::*;
+mod model;
 
-use ratecard::decision::write_429_body;
-use ratecard::quota::Quota;
 use ratecard::{
-    Api, Config, Decision, Error, HandleOptions, InstanceKind, Limiter, Method, Nanos, Request,
-    Route, Rule, RuleTable, Scope, CLERK, CLERK_429_BODY, NO_RULE,
+    write_429_body, Api, CheckError, Config, Decision, HandleOptions, InstanceKind, Limiter,
+    Method, Nanos, Quota, Request, Route, Rule, RuleId, RuleStats, RuleTable, Scope, Verdict,
+    CLERK, CLERK_429_BODY,
 };
+use std::net::IpAddr;
 
 /// A start time well away from zero and from any round number.
 const T0: u64 = 1_000 * SEC + 12_345;
@@ -26,13 +28,24 @@ const LIVE: &[u8] = b"sk_live_2bYqQm7cJxHk0gT4aVb9";
 const LIVE_2: &[u8] = b"sk_live_9ZzPp1rLwQe3uN6dYc2M";
 const TEST: &[u8] = b"sk_test_Hn4Rk8sWq2Lm5Vb7Xc1Z";
 
-/// The index of the rule named `name` in the Clerk table.
-fn rule(name: &str) -> u32 {
-    CLERK
-        .rules()
-        .iter()
-        .position(|r| r.name == name)
-        .unwrap_or_else(|| panic!("no rule {name}")) as u32
+/// The engine's id of the rule named `name` in the Clerk table.
+fn rule(name: &str) -> Option<RuleId> {
+    Some(model::engine_index(name))
+}
+
+/// The documented limit of row `name`.
+fn limit(name: &str) -> u32 {
+    model::row(name).limit
+}
+
+/// The documented period of row `name`, ns.
+fn period(name: &str) -> u64 {
+    model::row(name).period
+}
+
+/// `T = ⌈period / limit⌉` of row `name`, from DESIGN.md.
+fn t_of(name: &str) -> u64 {
+    emission(limit(name), period(name))
 }
 
 /// `T = ⌈period / limit⌉`, from DESIGN.md.
@@ -45,7 +58,18 @@ fn retry_secs(retry_after: u64) -> u32 {
     retry_after.div_ceil(SEC).max(1) as u32
 }
 
-fn fapi<'r>(path: &'r [u8], ip: &'r [u8]) -> Request<'r> {
+/// The `RateLimit-Policy` item of row `name`: `"name";q=limit;w=period`.
+fn policy(name: &str) -> String {
+    format!("\"{name}\";q={};w={}", limit(name), period(name) / SEC)
+}
+
+/// A `RateLimit` field's `t`: `⌈reset⌉` seconds after dropping a
+/// sub-microsecond remainder.
+fn t_field(reset: u64) -> u64 {
+    (reset / 1_000).div_ceil(1_000_000)
+}
+
+fn fapi(path: &[u8], ip: impl Into<IpAddr>) -> Request<'_> {
     Request::new(Api::Frontend, b"POST", path).ip(ip)
 }
 
@@ -64,16 +88,20 @@ fn text(f: impl FnOnce(&mut [u8]) -> Result<usize, usize>) -> String {
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
-/// Drive `req` through one row from a fresh subject at `now`: exactly
-/// `limit` allowed back to back with `rule` binding, the next denied with
-/// `retry_after = T`, one more allowed exactly `T` later and not 1 ns
+/// Drive `req` through row `name` from a fresh subject at `now`: exactly
+/// its limit allowed back to back with the row binding, the next denied
+/// with `retry_after = T`, one more allowed exactly `T` later and not 1 ns
 /// earlier.
-fn assert_row(l: &Limiter<'_>, req: &Request<'_>, name: &str, limit: u32, period: u64, now: u64) {
+fn assert_row(l: &Limiter<'_>, req: &Request<'_>, name: &str, now: u64) {
+    let (limit, t) = (limit(name), t_of(name));
     let id = rule(name);
-    let t = emission(limit, period);
     for i in 0..limit {
         let d = check(l, req, now);
-        assert!(d.allowed, "{name}: request {i} of the burst: {d:?}");
+        assert_eq!(
+            d.verdict,
+            Verdict::Allowed,
+            "{name}: request {i} of the burst: {d:?}"
+        );
         assert_eq!(d.rule, id, "{name}: binding rule of request {i}");
         assert_eq!(d.limit, limit, "{name}");
         assert_eq!(d.remaining, limit - 1 - i, "{name}: remaining after {i}");
@@ -82,91 +110,101 @@ fn assert_row(l: &Limiter<'_>, req: &Request<'_>, name: &str, limit: u32, period
             Nanos((i as u64 + 1) * t),
             "{name}: reset after {i}"
         );
-        assert_eq!(d.retry_after, Nanos(0));
-        assert_eq!(d.retry_after_secs, 0);
+        assert_eq!(d.retry_after(), None);
+        assert_eq!(d.retry_after_secs(), None);
     }
     let d = check(l, req, now);
-    assert!(!d.allowed, "{name}: request {limit} must be denied: {d:?}");
-    assert!(!d.never_fits && !d.exempt && !d.dry_run_denied);
+    assert!(
+        !d.allowed(),
+        "{name}: request {limit} must be denied: {d:?}"
+    );
+    assert_eq!(
+        d.verdict,
+        Verdict::Limited {
+            retry_after: Nanos(t)
+        },
+        "{name}: retry_after = T"
+    );
+    assert!(!d.dry_run);
     assert_eq!(d.rule, id, "{name}: the denying rule binds");
     assert_eq!(d.limit, limit);
     assert_eq!(d.remaining, 0);
     assert_eq!(d.reset, Nanos(limit as u64 * t), "{name}: reset on deny");
-    assert_eq!(d.retry_after, Nanos(t), "{name}: retry_after = T");
-    assert_eq!(d.retry_after_secs, retry_secs(t), "{name}: Retry-After");
+    assert_eq!(
+        d.retry_after_secs(),
+        Some(retry_secs(t)),
+        "{name}: Retry-After"
+    );
 
     let d = check(l, req, now + t - 1);
-    assert!(!d.allowed, "{name}: 1 ns before T: {d:?}");
-    assert_eq!(d.retry_after, Nanos(1), "{name}: 1 ns left");
-    assert_eq!(d.retry_after_secs, 1);
+    assert!(!d.allowed(), "{name}: 1 ns before T: {d:?}");
+    assert_eq!(d.retry_after(), Some(Nanos(1)), "{name}: 1 ns left");
+    assert_eq!(d.retry_after_secs(), Some(1));
 
     let d = check(l, req, now + t);
-    assert!(d.allowed, "{name}: exactly T later: {d:?}");
+    assert!(d.allowed(), "{name}: exactly T later: {d:?}");
     assert_eq!(d.rule, id);
     assert_eq!(d.remaining, 0);
     let d = check(l, req, now + t);
-    assert!(!d.allowed, "{name}: only one came back after T: {d:?}");
-    assert_eq!(d.retry_after, Nanos(t));
+    assert!(!d.allowed(), "{name}: only one came back after T: {d:?}");
+    assert_eq!(d.retry_after(), Some(Nanos(t)));
 }
 
 // --- the rows, one by one -------------------------------------------------
 
 #[test]
 fn emission_intervals_and_retry_after_values_match_the_documented_examples() {
-    // Checked by hand so that the helpers above are not trusted blindly.
+    // Checked by hand so that the helpers and the model's rows are not
+    // trusted blindly: 5 / 10 s, 3 / 10 s, 100 / hour, 1000 / 10 s.
     assert_eq!(emission(5, 10 * SEC), 2 * SEC);
-    assert_eq!(retry_secs(emission(5, 10 * SEC)), 2);
-    assert_eq!(emission(3, 10 * SEC), 3_333_333_334);
-    assert_eq!(retry_secs(emission(3, 10 * SEC)), 4);
-    assert_eq!(emission(100, HOUR), 36 * SEC);
-    assert_eq!(retry_secs(emission(100, HOUR)), 36);
-    assert_eq!(retry_secs(emission(1000, 10 * SEC)), 1);
+    assert_eq!(t_of("fapi.sign_ins.create"), 2 * SEC);
+    assert_eq!(retry_secs(t_of("fapi.sign_ins.create")), 2);
+    assert_eq!(t_of("fapi.sign_ins.attempt"), 3_333_333_334);
+    assert_eq!(retry_secs(t_of("fapi.sign_ins.attempt")), 4);
+    assert_eq!(t_of("bapi.invitations.create"), 36 * SEC);
+    assert_eq!(period("bapi.invitations.create"), HOUR);
+    assert_eq!(retry_secs(t_of("bapi.invitations.create")), 36);
+    assert_eq!(t_of("bapi.instance.production"), 10_000_000);
+    assert_eq!(retry_secs(t_of("bapi.instance.production")), 1);
 }
 
 #[test]
 fn sign_in_creation_allows_five_per_ten_seconds_per_ip_then_retry_after_two() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
-    assert_row(&l, &r, "fapi.sign_ins.create", 5, 10 * SEC, T0);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    assert_row(&l, &r, "fapi.sign_ins.create", T0);
     // The documented shorthand path is the same limit, on a fresh IP.
-    assert_row(
-        &l,
-        &fapi(b"/v1/sign_ins", &IP_B),
-        "fapi.sign_ins.create",
-        5,
-        10 * SEC,
-        T0,
-    );
+    assert_row(&l, &fapi(b"/v1/sign_ins", IP_B), "fapi.sign_ins.create", T0);
 }
 
 #[test]
 fn the_sign_in_shorthand_and_live_paths_share_one_limit() {
     let l = clerk();
-    for _ in 0..3 {
-        assert!(check(&l, &fapi(b"/v1/client/sign_ins", &IP_A), T0).allowed);
+    for _ in 0..limit("fapi.sign_ins.create") - 2 {
+        assert!(check(&l, &fapi(b"/v1/client/sign_ins", IP_A), T0).allowed());
     }
     for _ in 0..2 {
-        assert!(check(&l, &fapi(b"/v1/sign_ins", &IP_A), T0).allowed);
+        assert!(check(&l, &fapi(b"/v1/sign_ins", IP_A), T0).allowed());
     }
-    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", &IP_A), T0).allowed);
-    assert!(!check(&l, &fapi(b"/v1/sign_ins", &IP_A), T0).allowed);
+    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", IP_A), T0).allowed());
+    assert!(!check(&l, &fapi(b"/v1/sign_ins", IP_A), T0).allowed());
 }
 
 #[test]
 fn sign_up_creation_allows_five_per_ten_seconds_per_ip() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ups", &IP_A);
-    assert_row(&l, &r, "fapi.sign_ups.create", 5, 10 * SEC, T0);
+    let r = fapi(b"/v1/client/sign_ups", IP_A);
+    assert_row(&l, &r, "fapi.sign_ups.create", T0);
 }
 
 #[test]
 fn sign_in_attempts_allow_three_per_ten_seconds_then_retry_after_four() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins/sia_2bYq/attempt_first_factor", &IP_A);
-    assert_row(&l, &r, "fapi.sign_ins.attempt", 3, 10 * SEC, T0);
+    let r = fapi(b"/v1/client/sign_ins/sia_2bYq/attempt_first_factor", IP_A);
+    assert_row(&l, &r, "fapi.sign_ins.attempt", T0);
     // assert_row ended with one admission at T0 + T: the next waits T.
-    let d = check(&l, &r, T0 + emission(3, 10 * SEC));
-    assert_eq!(d.retry_after_secs, 4, "⌈3.333 s⌉ = 4: {d:?}");
+    let d = check(&l, &r, T0 + t_of("fapi.sign_ins.attempt"));
+    assert_eq!(d.retry_after_secs(), Some(4), "⌈3.333 s⌉ = 4: {d:?}");
 }
 
 #[test]
@@ -178,96 +216,97 @@ fn first_and_second_factor_attempts_share_one_limit_across_sign_ins() {
         b"/v1/sign_ins/attempt_second_factor",
     ];
     for p in paths {
-        assert!(check(&l, &fapi(p, &IP_A), T0).allowed, "{p:?}");
+        assert!(check(&l, &fapi(p, IP_A), T0).allowed(), "{p:?}");
     }
     // A fresh sign-in id does not buy a fresh limit.
     let d = check(
         &l,
-        &fapi(b"/v1/client/sign_ins/sia_3/attempt_first_factor", &IP_A),
+        &fapi(b"/v1/client/sign_ins/sia_3/attempt_first_factor", IP_A),
         T0,
     );
-    assert!(!d.allowed, "{d:?}");
+    assert!(!d.allowed(), "{d:?}");
     assert_eq!(d.rule, rule("fapi.sign_ins.attempt"));
     // Attempts do not touch sign-in creation.
-    assert!(check(&l, &fapi(b"/v1/client/sign_ins", &IP_A), T0).allowed);
+    assert!(check(&l, &fapi(b"/v1/client/sign_ins", IP_A), T0).allowed());
 }
 
 #[test]
 fn sign_up_verification_attempts_allow_three_per_ten_seconds() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ups/sua_9/attempt_verification", &IP_A);
-    assert_row(&l, &r, "fapi.sign_ups.attempt", 3, 10 * SEC, T0);
+    let r = fapi(b"/v1/client/sign_ups/sua_9/attempt_verification", IP_A);
+    assert_row(&l, &r, "fapi.sign_ups.attempt", T0);
 }
 
 #[test]
 fn production_keys_get_a_thousand_backend_requests_per_ten_seconds() {
     let l = clerk();
     let r = bapi(b"GET", b"/v1/users/me", LIVE);
-    assert_row(&l, &r, "bapi.instance.production", 1000, 10 * SEC, T0);
-    let d = check(&l, &r, T0 + 10 * SEC / 1000);
-    assert_eq!(d.retry_after, Nanos(10 * SEC / 1000), "T = 10 ms");
-    assert_eq!(d.retry_after_secs, 1, "Retry-After is at least 1");
+    assert_row(&l, &r, "bapi.instance.production", T0);
+    let t = t_of("bapi.instance.production");
+    let d = check(&l, &r, T0 + t);
+    assert_eq!(d.retry_after(), Some(Nanos(t)), "T = 10 ms");
+    assert_eq!(d.retry_after_secs(), Some(1), "Retry-After is at least 1");
 }
 
 #[test]
 fn development_keys_get_a_hundred_backend_requests_per_ten_seconds() {
     let l = clerk();
     let r = bapi(b"GET", b"/v1/users/me", TEST);
-    assert_row(&l, &r, "bapi.instance.development", 100, 10 * SEC, T0);
+    assert_row(&l, &r, "bapi.instance.development", T0);
 }
 
 #[test]
 fn short_live_and_test_prefixes_name_the_instance_kind_too() {
     let l = clerk();
     let r = bapi(b"GET", b"/v1/users", b"live_abc");
-    assert_row(&l, &r, "bapi.instance.production", 1000, 10 * SEC, T0);
+    assert_row(&l, &r, "bapi.instance.production", T0);
     let r = bapi(b"GET", b"/v1/users", b"test_abc");
-    assert_row(&l, &r, "bapi.instance.development", 100, 10 * SEC, T0);
+    assert_row(&l, &r, "bapi.instance.development", T0);
 }
 
 #[test]
 fn an_unknown_key_prefix_gets_the_development_limit_by_default() {
     let l = clerk();
     let r = bapi(b"GET", b"/v1/users", b"rk_prod_7Hq2");
-    assert_row(&l, &r, "bapi.instance.development", 100, 10 * SEC, T0);
+    assert_row(&l, &r, "bapi.instance.development", T0);
 }
 
 #[test]
 fn an_unknown_key_prefix_gets_the_production_limit_when_configured() {
     let l = clerk_with(|c| c.unknown_kind = InstanceKind::Production);
     let r = bapi(b"GET", b"/v1/users", b"rk_prod_7Hq2");
-    assert_row(&l, &r, "bapi.instance.production", 1000, 10 * SEC, T0);
+    assert_row(&l, &r, "bapi.instance.production", T0);
     // Known prefixes keep their kind.
     let r = bapi(b"GET", b"/v1/users", TEST);
-    assert_row(&l, &r, "bapi.instance.development", 100, 10 * SEC, T0);
+    assert_row(&l, &r, "bapi.instance.development", T0);
 }
 
 #[test]
 fn invitations_allow_a_hundred_per_hour_then_retry_after_thirty_six() {
     let l = clerk();
     let r = bapi(b"POST", b"/v1/invitations", LIVE);
-    assert_row(&l, &r, "bapi.invitations.create", 100, HOUR, T0);
+    assert_row(&l, &r, "bapi.invitations.create", T0);
 }
 
 #[test]
 fn bulk_invitations_allow_twenty_five_per_hour() {
     let l = clerk();
     let r = bapi(b"POST", b"/v1/invitations/bulk", LIVE);
-    assert_row(&l, &r, "bapi.invitations.bulk", 25, HOUR, T0);
+    assert_row(&l, &r, "bapi.invitations.bulk", T0);
 }
 
 #[test]
 fn organization_invitations_allow_two_hundred_fifty_per_hour() {
     let l = clerk();
     let r = bapi(b"POST", b"/v1/organizations/org_1/invitations", LIVE);
-    assert_row(&l, &r, "bapi.org_invitations.create", 250, HOUR, T0);
+    assert_row(&l, &r, "bapi.org_invitations.create", T0);
 }
 
 #[test]
 fn organization_bulk_invitations_allow_fifty_per_hour() {
     let l = clerk();
     let r = bapi(b"POST", b"/v1/organizations/org_1/invitations/bulk", LIVE);
-    assert_row(&l, &r, "bapi.org_invitations.bulk", 50, HOUR, T0);
+    assert_row(&l, &r, "bapi.org_invitations.bulk", T0);
 }
 
 #[test]
@@ -275,27 +314,27 @@ fn organization_invitations_are_limited_per_instance_not_per_organization() {
     // DESIGN.md: bapi.org_invitations.create | secret key | 250 / hour (the
     // scope column names no organization id, unlike the update rows).
     let l = clerk();
-    for i in 0..250 {
+    for i in 0..limit("bapi.org_invitations.create") {
         let path = format!("/v1/organizations/org_{}/invitations", i % 5);
         let d = check(&l, &bapi(b"POST", path.as_bytes(), LIVE), T0);
-        assert!(d.allowed, "{i}: {d:?}");
+        assert!(d.allowed(), "{i}: {d:?}");
     }
     let d = check(
         &l,
         &bapi(b"POST", b"/v1/organizations/org_new/invitations", LIVE),
         T0,
     );
-    assert!(!d.allowed, "the instance's 250 are used up: {d:?}");
+    assert!(!d.allowed(), "the instance's 250 are used up: {d:?}");
     assert_eq!(d.rule, rule("bapi.org_invitations.create"));
     let d = check(
         &l,
         &bapi(b"POST", b"/v1/organizations/org_a/invitations/bulk", LIVE),
         T0,
     );
-    assert!(d.allowed);
-    for i in 1..50 {
+    assert!(d.allowed());
+    for i in 1..limit("bapi.org_invitations.bulk") {
         let path = format!("/v1/organizations/org_{i}/invitations/bulk");
-        assert!(check(&l, &bapi(b"POST", path.as_bytes(), LIVE), T0).allowed);
+        assert!(check(&l, &bapi(b"POST", path.as_bytes(), LIVE), T0).allowed());
     }
     let d = check(
         &l,
@@ -303,7 +342,7 @@ fn organization_invitations_are_limited_per_instance_not_per_organization() {
         T0,
     );
     assert!(
-        !d.allowed,
+        !d.allowed(),
         "the instance's 50 bulk invitations are used up: {d:?}"
     );
 }
@@ -312,12 +351,12 @@ fn organization_invitations_are_limited_per_instance_not_per_organization() {
 fn user_updates_allow_ten_per_ten_seconds_per_user() {
     let l = clerk();
     let a = bapi(b"PATCH", b"/v1/users/user_2bYqA", LIVE);
-    assert_row(&l, &a, "bapi.users.update", 10, 10 * SEC, T0);
+    assert_row(&l, &a, "bapi.users.update", T0);
     let b = bapi(b"PATCH", b"/v1/users/user_2bYqB", LIVE);
     let d = check(&l, &b, T0 + SEC);
-    assert!(d.allowed, "user B is untouched by user A: {d:?}");
+    assert!(d.allowed(), "user B is untouched by user A: {d:?}");
     assert_eq!(d.rule, rule("bapi.users.update"));
-    assert_eq!(d.remaining, 9);
+    assert_eq!(d.remaining, limit("bapi.users.update") - 1);
 }
 
 #[test]
@@ -326,38 +365,39 @@ fn user_patch_and_put_metadata_share_the_user_limit() {
     let user = bapi(b"PATCH", b"/v1/users/user_1", LIVE);
     let patch_meta = bapi(b"PATCH", b"/v1/users/user_1/metadata", LIVE);
     let put_meta = bapi(b"PUT", b"/v1/users/user_1/metadata", LIVE);
+    let users = limit("bapi.users.update");
     for (i, r) in [user, patch_meta, put_meta]
         .iter()
         .cycle()
-        .take(10)
+        .take(users as usize)
         .enumerate()
     {
         let d = check(&l, r, T0);
-        assert!(d.allowed, "{i}: {d:?}");
-        assert_eq!(d.remaining, 9 - i as u32);
+        assert!(d.allowed(), "{i}: {d:?}");
+        assert_eq!(d.remaining, users - 1 - i as u32);
     }
     for r in [user, patch_meta, put_meta] {
         let d = check(&l, &r, T0);
-        assert!(!d.allowed, "{r:?}: {d:?}");
+        assert!(!d.allowed(), "{r:?}: {d:?}");
         assert_eq!(d.rule, rule("bapi.users.update"));
-        assert_eq!(d.retry_after, Nanos(SEC));
+        assert_eq!(d.retry_after(), Some(Nanos(t_of("bapi.users.update"))));
     }
     // Reading a user is an instance-only request.
-    assert!(check(&l, &bapi(b"GET", b"/v1/users/user_1", LIVE), T0).allowed);
+    assert!(check(&l, &bapi(b"GET", b"/v1/users/user_1", LIVE), T0).allowed());
 }
 
 #[test]
 fn organization_updates_allow_ten_per_ten_seconds_per_organization() {
     let l = clerk();
     let a = bapi(b"PATCH", b"/v1/organizations/org_A", LIVE);
-    assert_row(&l, &a, "bapi.organizations.update", 10, 10 * SEC, T0);
+    assert_row(&l, &a, "bapi.organizations.update", T0);
     let meta = bapi(b"PUT", b"/v1/organizations/org_A/metadata", LIVE);
     assert!(
-        !check(&l, &meta, T0 + SEC).allowed,
+        !check(&l, &meta, T0 + SEC).allowed(),
         "metadata shares org A's limit"
     );
     let b = bapi(b"PATCH", b"/v1/organizations/org_B/metadata", LIVE);
-    assert!(check(&l, &b, T0 + SEC).allowed, "org B is separate");
+    assert!(check(&l, &b, T0 + SEC).allowed(), "org B is separate");
 }
 
 #[test]
@@ -368,7 +408,7 @@ fn membership_updates_allow_ten_per_ten_seconds_per_membership() {
         b"/v1/organizations/org_1/memberships/user_1",
         LIVE,
     );
-    assert_row(&l, &m, "bapi.memberships.update", 10, 10 * SEC, T0);
+    assert_row(&l, &m, "bapi.memberships.update", T0);
     let now = T0 + SEC;
     let meta = bapi(
         b"PATCH",
@@ -376,7 +416,7 @@ fn membership_updates_allow_ten_per_ten_seconds_per_membership() {
         LIVE,
     );
     assert!(
-        !check(&l, &meta, now).allowed,
+        !check(&l, &meta, now).allowed(),
         "metadata shares the membership"
     );
     for other in [
@@ -384,16 +424,16 @@ fn membership_updates_allow_ten_per_ten_seconds_per_membership() {
         b"/v1/organizations/org_2/memberships/user_1",
     ] {
         let d = check(&l, &bapi(b"PATCH", other, LIVE), now);
-        assert!(d.allowed, "{other:?} is another membership: {d:?}");
+        assert!(d.allowed(), "{other:?} is another membership: {d:?}");
     }
     // Neither the user nor the organization limit was touched.
     assert_eq!(
         check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE), now).remaining,
-        9
+        limit("bapi.users.update") - 1
     );
     assert_eq!(
         check(&l, &bapi(b"PATCH", b"/v1/organizations/org_1", LIVE), now).remaining,
-        9
+        limit("bapi.organizations.update") - 1
     );
 }
 
@@ -403,18 +443,26 @@ fn membership_updates_allow_ten_per_ten_seconds_per_membership() {
 fn an_invitation_counts_against_both_its_row_and_the_instance() {
     let l = clerk();
     let inv = bapi(b"POST", b"/v1/invitations", LIVE);
-    for _ in 0..100 {
-        assert!(check(&l, &inv, T0).allowed);
+    let (invitations, instance) = (
+        limit("bapi.invitations.create"),
+        limit("bapi.instance.production"),
+    );
+    for _ in 0..invitations {
+        assert!(check(&l, &inv, T0).allowed());
     }
     // The instance has 100 fewer: 900 left, of which this GET takes one.
     let d = check(&l, &bapi(b"GET", b"/v1/users/me", LIVE), T0);
     assert_eq!(d.rule, rule("bapi.instance.production"));
-    assert_eq!(d.remaining, 1000 - 100 - 1);
+    assert_eq!(d.remaining, instance - invitations - 1);
     let mut more = 1;
-    while check(&l, &bapi(b"GET", b"/v1/users/me", LIVE), T0).allowed {
+    while check(&l, &bapi(b"GET", b"/v1/users/me", LIVE), T0).allowed() {
         more += 1;
     }
-    assert_eq!(more, 900, "exactly 900 instance requests were left");
+    assert_eq!(
+        more,
+        instance - invitations,
+        "exactly 900 instance requests were left"
+    );
 }
 
 #[test]
@@ -422,15 +470,17 @@ fn bulk_invitations_are_limited_separately_from_single_invitations() {
     let l = clerk();
     let bulk = bapi(b"POST", b"/v1/invitations/bulk", LIVE);
     let single = bapi(b"POST", b"/v1/invitations", LIVE);
-    for _ in 0..25 {
-        assert!(check(&l, &bulk, T0).allowed);
+    for _ in 0..limit("bapi.invitations.bulk") {
+        assert!(check(&l, &bulk, T0).allowed());
     }
-    assert!(!check(&l, &bulk, T0).allowed);
+    assert!(!check(&l, &bulk, T0).allowed());
     // Single invitations are untouched by bulk: all 100 are there.
-    let allowed = (0..150).filter(|_| check(&l, &single, T0).allowed).count();
-    assert_eq!(allowed, 100);
+    let allowed = (0..150)
+        .filter(|_| check(&l, &single, T0).allowed())
+        .count();
+    assert_eq!(allowed, limit("bapi.invitations.create") as usize);
     assert!(
-        !check(&l, &bulk, T0).allowed,
+        !check(&l, &bulk, T0).allowed(),
         "and bulk is still limited on its own"
     );
 }
@@ -439,43 +489,48 @@ fn bulk_invitations_are_limited_separately_from_single_invitations() {
 fn a_request_denied_by_its_endpoint_row_charges_the_instance_nothing() {
     let l = clerk();
     let user = bapi(b"PATCH", b"/v1/users/user_1", TEST);
-    for _ in 0..10 {
-        assert!(check(&l, &user, T0).allowed);
+    let users = limit("bapi.users.update");
+    for _ in 0..users {
+        assert!(check(&l, &user, T0).allowed());
     }
     for _ in 0..25 {
         let d = check(&l, &user, T0);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert_eq!(d.rule, rule("bapi.users.update"));
     }
     // The development instance (100) paid for the 10 allowed updates only.
     let me = bapi(b"GET", b"/v1/users/me", TEST);
-    let allowed = (0..200).filter(|_| check(&l, &me, T0).allowed).count();
-    assert_eq!(allowed, 90);
+    let allowed = (0..200).filter(|_| check(&l, &me, T0).allowed()).count();
+    assert_eq!(allowed as u32, limit("bapi.instance.development") - users);
 }
 
 #[test]
 fn a_request_denied_by_the_instance_charges_its_endpoint_row_nothing() {
     let l = clerk();
     let me = bapi(b"GET", b"/v1/users/me", LIVE);
-    for _ in 0..1000 {
-        assert!(check(&l, &me, T0).allowed);
+    for _ in 0..limit("bapi.instance.production") {
+        assert!(check(&l, &me, T0).allowed());
     }
     let inv = bapi(b"POST", b"/v1/invitations", LIVE);
     for _ in 0..30 {
         let d = check(&l, &inv, T0);
-        assert!(!d.allowed);
+        assert!(!d.allowed());
         assert_eq!(d.rule, rule("bapi.instance.production"));
-        assert_eq!(d.retry_after, Nanos(10 * SEC / 1000));
+        assert_eq!(
+            d.retry_after(),
+            Some(Nanos(t_of("bapi.instance.production")))
+        );
     }
     // Ten seconds on the instance is whole again; the invitation row was
     // never charged, so all 100 invitations are there.
-    let now = T0 + 10 * SEC;
+    let now = T0 + period("bapi.instance.production");
+    let invitations = limit("bapi.invitations.create");
     let d = check(&l, &inv, now);
-    assert!(d.allowed);
+    assert!(d.allowed());
     assert_eq!(d.rule, rule("bapi.invitations.create"));
-    assert_eq!(d.remaining, 99);
-    let allowed = 1 + (0..150).filter(|_| check(&l, &inv, now).allowed).count();
-    assert_eq!(allowed, 100);
+    assert_eq!(d.remaining, invitations - 1);
+    let allowed = 1 + (0..150).filter(|_| check(&l, &inv, now).allowed()).count();
+    assert_eq!(allowed as u32, invitations);
 }
 
 #[test]
@@ -484,20 +539,26 @@ fn on_deny_the_denying_rule_with_the_longest_wait_binds() {
     let inv = bapi(b"POST", b"/v1/invitations", TEST);
     // 100 invitations exhaust both the development instance (100 / 10 s)
     // and the invitation row (100 / hour).
-    for _ in 0..100 {
-        assert!(check(&l, &inv, T0).allowed);
+    let invitations = limit("bapi.invitations.create");
+    assert_eq!(invitations, limit("bapi.instance.development"));
+    for _ in 0..invitations {
+        assert!(check(&l, &inv, T0).allowed());
     }
     let d = check(&l, &inv, T0);
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     assert_eq!(d.rule, rule("bapi.invitations.create"), "36 s beats 100 ms");
-    assert_eq!(d.limit, 100);
-    assert_eq!(d.retry_after, Nanos(36 * SEC));
-    assert_eq!(d.retry_after_secs, 36);
-    assert_eq!(d.reset, Nanos(HOUR));
+    assert_eq!(d.limit, invitations);
+    let t = t_of("bapi.invitations.create");
+    assert_eq!(d.retry_after(), Some(Nanos(t)));
+    assert_eq!(d.retry_after_secs(), Some(retry_secs(t)));
+    assert_eq!(d.reset, Nanos(period("bapi.invitations.create")));
     // Only the instance denies a plain read, with its own wait.
     let d = check(&l, &bapi(b"GET", b"/v1/users/me", TEST), T0);
     assert_eq!(d.rule, rule("bapi.instance.development"));
-    assert_eq!(d.retry_after, Nanos(100_000_000));
+    assert_eq!(
+        d.retry_after(),
+        Some(Nanos(t_of("bapi.instance.development")))
+    );
 }
 
 #[test]
@@ -505,20 +566,32 @@ fn on_allow_the_rule_with_the_smallest_fraction_of_its_burst_left_binds() {
     let l = clerk();
     let user = bapi(b"PATCH", b"/v1/users/user_1", TEST);
     // users.update 9/10 left versus the instance's 99/100.
+    let (users, instance) = (
+        limit("bapi.users.update"),
+        limit("bapi.instance.development"),
+    );
     let d = check(&l, &user, T0);
     assert_eq!(d.rule, rule("bapi.users.update"));
-    assert_eq!((d.limit, d.remaining), (10, 9));
-    assert_eq!(d.reset, Nanos(SEC));
+    assert_eq!((d.limit, d.remaining), (users, users - 1));
+    assert_eq!(d.reset, Nanos(t_of("bapi.users.update")));
     let me = bapi(b"GET", b"/v1/users/me", TEST);
-    for _ in 0..94 {
-        assert!(check(&l, &me, T0).allowed);
+    // Leave the instance 4 of 100 after the next update, users 8 of 10.
+    let reads = instance - 1 - 4 - 1;
+    for _ in 0..reads {
+        assert!(check(&l, &me, T0).allowed());
     }
-    // Now the instance has 100 - 1 - 94 - 1 = 4 of 100 left, users 8 of 10.
     let d = check(&l, &user, T0);
-    assert!(d.allowed);
-    assert_eq!(d.rule, rule("bapi.instance.development"));
-    assert_eq!((d.limit, d.remaining), (100, 4));
-    assert_eq!(d.reset, Nanos(96 * 100_000_000));
+    assert!(d.allowed());
+    assert_eq!(
+        d.rule,
+        rule("bapi.instance.development"),
+        "4/100 is tighter than 8/10"
+    );
+    assert_eq!((d.limit, d.remaining), (instance, 4));
+    assert_eq!(
+        d.reset,
+        Nanos((instance - 4) as u64 * t_of("bapi.instance.development"))
+    );
 }
 
 // --- exempt and unmatched requests ----------------------------------------
@@ -533,13 +606,13 @@ fn jwks_is_exempt_stores_nothing_and_never_touches_the_instance_limit() {
         assert_eq!(
             d,
             Decision {
-                allowed: true,
-                exempt: true,
+                verdict: Verdict::Exempt,
                 rule: rule("bapi.jwks"),
                 matched: d.matched,
-                ..Decision::no_rule()
+                ..Decision::UNMATCHED
             }
         );
+        assert!(d.allowed() && d.matched.contains(rule("bapi.jwks").unwrap()));
         assert_eq!(d.limit, 0);
         assert_eq!(d.remaining, 0);
     }
@@ -548,27 +621,27 @@ fn jwks_is_exempt_stores_nothing_and_never_touches_the_instance_limit() {
     assert_eq!(after.inserts, before.inserts, "nothing stored");
     // The development instance still has all of its 100.
     let me = bapi(b"GET", b"/v1/users/me", TEST);
-    let allowed = (0..150).filter(|_| check(&l, &me, T0).allowed).count();
-    assert_eq!(allowed, 100);
+    let allowed = (0..150).filter(|_| check(&l, &me, T0).allowed()).count();
+    assert_eq!(allowed as u32, limit("bapi.instance.development"));
     // And with the instance exhausted, jwks is still served.
-    assert!(check(&l, &jwks, T0).exempt);
+    assert_eq!(check(&l, &jwks, T0).verdict, Verdict::Exempt);
     // Only GET is exempt.
     let d = check(&l, &bapi(b"POST", b"/v1/jwks", TEST), T0);
-    assert!(!d.exempt && !d.allowed, "{d:?}");
+    assert!(d.verdict != Verdict::Exempt && !d.allowed(), "{d:?}");
 }
 
 #[test]
 fn a_request_matching_no_rule_is_allowed_with_no_rule_and_stores_nothing() {
     let l = clerk();
-    let r = Request::new(Api::Frontend, b"GET", b"/v1/client").ip(&IP_A);
+    let r = Request::new(Api::Frontend, b"GET", b"/v1/client").ip(IP_A);
     let before = l.stats();
     for _ in 0..50 {
         let d = check(&l, &r, T0);
-        assert_eq!(d.rule, NO_RULE);
-        assert_eq!(d.rule, u32::MAX);
-        assert!(d.allowed && !d.exempt && !d.dry_run_denied && !d.never_fits);
-        assert_eq!((d.limit, d.remaining, d.retry_after_secs), (0, 0, 0));
-        assert_eq!((d.reset, d.retry_after), (Nanos(0), Nanos(0)));
+        assert_eq!(d, Decision::UNMATCHED);
+        assert_eq!(d.rule, None);
+        assert!(d.allowed() && !d.is_limited() && !d.dry_run && d.matched.is_empty());
+        assert_eq!((d.limit, d.remaining, d.retry_after_secs()), (0, 0, None));
+        assert_eq!((d.reset, d.retry_after()), (Nanos(0), None));
         let mut buf = [7u8; 64];
         assert_eq!(d.write_retry_after(&mut buf), Ok(0));
         assert_eq!(d.write_ratelimit_policy(&CLERK, &mut buf), Ok(0));
@@ -579,7 +652,7 @@ fn a_request_matching_no_rule_is_allowed_with_no_rule_and_stores_nothing() {
     assert_eq!(after.inserts, before.inserts);
     // Even without an IP: no rule, no subject needed.
     let r = Request::new(Api::Frontend, b"GET", b"/v1/environment");
-    assert_eq!(check(&l, &r, T0).rule, NO_RULE);
+    assert_eq!(check(&l, &r, T0), Decision::UNMATCHED);
 }
 
 // --- subjects -------------------------------------------------------------
@@ -587,11 +660,11 @@ fn a_request_matching_no_rule_is_allowed_with_no_rule_and_stores_nothing() {
 #[test]
 fn frontend_limits_are_per_client_ip() {
     let l = clerk();
-    for _ in 0..5 {
-        assert!(check(&l, &fapi(b"/v1/client/sign_ins", &IP_A), T0).allowed);
+    for _ in 0..limit("fapi.sign_ins.create") {
+        assert!(check(&l, &fapi(b"/v1/client/sign_ins", IP_A), T0).allowed());
     }
-    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", &IP_A), T0).allowed);
-    assert!(check(&l, &fapi(b"/v1/client/sign_ins", &IP_B), T0).allowed);
+    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", IP_A), T0).allowed());
+    assert!(check(&l, &fapi(b"/v1/client/sign_ins", IP_B), T0).allowed());
 }
 
 #[test]
@@ -601,12 +674,16 @@ fn an_ipv4_mapped_ipv6_address_is_the_same_client_as_the_ipv4_address() {
     mapped[10] = 0xff;
     mapped[11] = 0xff;
     mapped[12..].copy_from_slice(&IP_A);
-    for i in 0..5 {
-        let ip: &[u8] = if i % 2 == 0 { &IP_A } else { &mapped };
-        assert!(check(&l, &fapi(b"/v1/client/sign_ins", ip), T0).allowed);
+    for i in 0..limit("fapi.sign_ins.create") {
+        let ip: IpAddr = if i % 2 == 0 {
+            IP_A.into()
+        } else {
+            mapped.into()
+        };
+        assert!(check(&l, &fapi(b"/v1/client/sign_ins", ip), T0).allowed());
     }
-    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", &mapped), T0).allowed);
-    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", &IP_A), T0).allowed);
+    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", mapped), T0).allowed());
+    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", IP_A), T0).allowed());
 }
 
 #[test]
@@ -618,19 +695,20 @@ fn ipv6_clients_are_keyed_on_their_slash_64_by_default() {
     let mut other_64 = a;
     other_64[7] = 3;
     let l = clerk();
-    for i in 0..5 {
-        let ip: &[u8] = if i % 2 == 0 { &a } else { &same_64 };
-        assert!(check(&l, &fapi(b"/v1/client/sign_ins", ip), T0).allowed);
+    let burst = limit("fapi.sign_ins.create");
+    for i in 0..burst {
+        let ip = if i % 2 == 0 { a } else { same_64 };
+        assert!(check(&l, &fapi(b"/v1/client/sign_ins", ip), T0).allowed());
     }
-    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", &same_64), T0).allowed);
-    assert!(check(&l, &fapi(b"/v1/client/sign_ins", &other_64), T0).allowed);
+    assert!(!check(&l, &fapi(b"/v1/client/sign_ins", same_64), T0).allowed());
+    assert!(check(&l, &fapi(b"/v1/client/sign_ins", other_64), T0).allowed());
 
     let l = clerk_with(|c| c.ipv6_prefix = 128);
-    for _ in 0..5 {
-        assert!(check(&l, &fapi(b"/v1/client/sign_ins", &a), T0).allowed);
+    for _ in 0..burst {
+        assert!(check(&l, &fapi(b"/v1/client/sign_ins", a), T0).allowed());
     }
     assert!(
-        check(&l, &fapi(b"/v1/client/sign_ins", &same_64), T0).allowed,
+        check(&l, &fapi(b"/v1/client/sign_ins", same_64), T0).allowed(),
         "/128: another client"
     );
 }
@@ -638,16 +716,19 @@ fn ipv6_clients_are_keyed_on_their_slash_64_by_default() {
 #[test]
 fn tenants_separate_frontend_clients_with_the_same_ip() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
-    for _ in 0..5 {
-        assert!(check(&l, &r.tenant(b"acme"), T0).allowed);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    for _ in 0..limit("fapi.sign_ins.create") {
+        assert!(check(&l, &r.tenant(b"acme"), T0).allowed());
     }
-    assert!(!check(&l, &r.tenant(b"acme"), T0).allowed);
+    assert!(!check(&l, &r.tenant(b"acme"), T0).allowed());
     assert!(
-        check(&l, &r.tenant(b"globex"), T0).allowed,
+        check(&l, &r.tenant(b"globex"), T0).allowed(),
         "another tenant"
     );
-    assert!(check(&l, &r, T0).allowed, "no tenant is its own namespace");
+    assert!(
+        check(&l, &r, T0).allowed(),
+        "no tenant is its own namespace"
+    );
 }
 
 #[test]
@@ -655,29 +736,30 @@ fn on_backend_a_tenant_replaces_the_key_so_its_keys_share_limits() {
     let l = clerk();
     let k1 = bapi(b"PATCH", b"/v1/users/user_1", LIVE).tenant(b"ins_acme");
     let k2 = bapi(b"PATCH", b"/v1/users/user_1", LIVE_2).tenant(b"ins_acme");
-    for i in 0..10 {
+    let users = limit("bapi.users.update");
+    for i in 0..users {
         let r = if i % 2 == 0 { k1 } else { k2 };
-        assert!(check(&l, &r, T0).allowed, "{i}");
+        assert!(check(&l, &r, T0).allowed(), "{i}");
     }
-    assert!(!check(&l, &k1, T0).allowed);
-    assert!(!check(&l, &k2, T0).allowed);
+    assert!(!check(&l, &k1, T0).allowed());
+    assert!(!check(&l, &k2, T0).allowed());
     // Another tenant with the same key is another instance.
-    assert!(check(&l, &k1.tenant(b"ins_globex"), T0).allowed);
+    assert!(check(&l, &k1.tenant(b"ins_globex"), T0).allowed());
     // Without tenants, two keys are two instances.
     let l = clerk();
-    for _ in 0..10 {
-        assert!(check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE), T0).allowed);
+    for _ in 0..users {
+        assert!(check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE), T0).allowed());
     }
-    assert!(check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE_2), T0).allowed);
+    assert!(check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE_2), T0).allowed());
 }
 
 #[test]
 fn with_a_tenant_the_key_prefix_still_gives_the_instance_kind() {
     let l = clerk();
     let dev = bapi(b"GET", b"/v1/users/me", TEST).tenant(b"ins_acme");
-    assert_row(&l, &dev, "bapi.instance.development", 100, 10 * SEC, T0);
+    assert_row(&l, &dev, "bapi.instance.development", T0);
     let prod = bapi(b"GET", b"/v1/users/me", LIVE).tenant(b"ins_acme");
-    assert_row(&l, &prod, "bapi.instance.production", 1000, 10 * SEC, T0);
+    assert_row(&l, &prod, "bapi.instance.production", T0);
 }
 
 #[test]
@@ -686,35 +768,39 @@ fn a_bearer_authorization_value_is_the_same_key_as_the_raw_key() {
     let bearer = [&b"Bearer "[..], LIVE].concat();
     let raw = bapi(b"PATCH", b"/v1/users/user_1", LIVE);
     let auth = bapi(b"PATCH", b"/v1/users/user_1", &bearer);
-    for i in 0..10 {
+    let users = limit("bapi.users.update");
+    for i in 0..users {
         let r = if i % 2 == 0 { raw } else { auth };
-        assert!(check(&l, &r, T0).allowed, "{i}");
+        assert!(check(&l, &r, T0).allowed(), "{i}");
     }
-    assert!(!check(&l, &auth, T0).allowed);
-    assert!(!check(&l, &raw, T0).allowed);
+    assert!(!check(&l, &auth, T0).allowed());
+    assert!(!check(&l, &raw, T0).allowed());
     // And the prefix under `Bearer` still names a production instance.
     let d = check(&l, &bapi(b"GET", b"/v1/users/me", &bearer), T0);
     assert_eq!(d.rule, rule("bapi.instance.production"));
-    assert_eq!(d.remaining, 1000 - 10 - 1);
+    assert_eq!(d.remaining, limit("bapi.instance.production") - users - 1);
 }
 
 #[test]
 fn a_backend_request_without_a_key_is_charged_by_client_ip_at_the_development_limit() {
     let l = clerk();
-    let r = Request::new(Api::Backend, b"GET", b"/v1/users/me").ip(&IP_A);
-    assert_row(&l, &r, "bapi.instance.development", 100, 10 * SEC, T0);
-    let other = Request::new(Api::Backend, b"GET", b"/v1/users/me").ip(&IP_B);
-    assert!(check(&l, &other, T0).allowed, "another IP");
+    let r = Request::new(Api::Backend, b"GET", b"/v1/users/me").ip(IP_A);
+    assert_row(&l, &r, "bapi.instance.development", T0);
+    let other = Request::new(Api::Backend, b"GET", b"/v1/users/me").ip(IP_B);
+    assert!(check(&l, &other, T0).allowed(), "another IP");
 }
 
 #[test]
 fn requests_lacking_the_subject_of_a_matched_rule_are_invalid_arguments() {
     let l = clerk();
     let no_ip = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins");
-    assert_eq!(l.check(&no_ip, Nanos(T0)), Err(Error::MissingSubject));
-    assert_eq!(l.peek(&no_ip, Nanos(T0)), Err(Error::MissingSubject));
+    assert_eq!(l.check(&no_ip, Nanos(T0)), Err(CheckError::MissingSubject));
+    assert_eq!(l.peek(&no_ip, Nanos(T0)), Err(CheckError::MissingSubject));
     let nothing = Request::new(Api::Backend, b"GET", b"/v1/users/me");
-    assert_eq!(l.check(&nothing, Nanos(T0)), Err(Error::MissingSubject));
+    assert_eq!(
+        l.check(&nothing, Nanos(T0)),
+        Err(CheckError::MissingSubject)
+    );
     assert_eq!(l.stats().occupancy, 0);
 }
 
@@ -723,78 +809,90 @@ fn an_authorization_value_with_an_empty_bearer_token_carries_no_key() {
     // `Bearer ` with the prefix stripped is the empty key: no key at all.
     let l = clerk();
     let blank = Request::new(Api::Backend, b"GET", b"/v1/users/me").key(b"Bearer ");
-    assert_eq!(l.check(&blank, Nanos(T0)), Err(Error::MissingSubject));
+    assert_eq!(l.check(&blank, Nanos(T0)), Err(CheckError::MissingSubject));
     // With an IP it is charged by that IP, like a request without a key,
     // not under one key named `Bearer` shared by every such client.
-    let by_ip = Request::new(Api::Backend, b"GET", b"/v1/users/me").ip(&IP_A);
-    for _ in 0..50 {
-        assert!(check(&l, &blank.ip(&IP_A), T0).allowed);
-        assert!(check(&l, &by_ip, T0).allowed);
+    let by_ip = Request::new(Api::Backend, b"GET", b"/v1/users/me").ip(IP_A);
+    for _ in 0..limit("bapi.instance.development") / 2 {
+        assert!(check(&l, &blank.ip(IP_A), T0).allowed());
+        assert!(check(&l, &by_ip, T0).allowed());
     }
-    assert!(!check(&l, &blank.ip(&IP_A), T0).allowed);
-    assert!(check(&l, &blank.ip(&IP_B), T0).allowed, "another client");
+    assert!(!check(&l, &blank.ip(IP_A), T0).allowed());
+    assert!(check(&l, &blank.ip(IP_B), T0).allowed(), "another client");
 }
 
 // --- dry run, peek, cost --------------------------------------------------
 
 #[test]
 fn dry_run_allows_reports_the_would_be_denial_and_consumes_nothing() {
-    let mut arena = Arena::for_capacity(4096);
+    let mut memory = Memory::for_capacity(4096);
     let config = Config {
         capacity: 4096,
         dry_run: true,
         ..Config::DEFAULT
     };
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    let (burst, t) = (limit("fapi.sign_ins.create"), t_of("fapi.sign_ins.create"));
     {
-        let dry = Limiter::init(arena.bytes(), &config, CLERK, SEED).unwrap();
-        for i in 0..5 {
+        let dry = Limiter::init(memory.bytes(), &config, CLERK, SEED).unwrap();
+        for i in 0..burst {
             let d = check(&dry, &r, T0);
-            assert!(d.allowed && !d.dry_run_denied, "{i}: {d:?}");
+            assert!(d.allowed() && !d.dry_run, "{i}: {d:?}");
+            assert_eq!(d.verdict, Verdict::Allowed);
         }
         for _ in 0..7 {
             let d = check(&dry, &r, T0);
-            assert!(d.allowed, "dry run never denies");
-            assert!(d.dry_run_denied && d.is_limited());
+            assert!(d.allowed(), "dry run never denies");
+            assert!(d.dry_run && d.is_limited());
             assert_eq!(d.rule, rule("fapi.sign_ins.create"));
-            assert_eq!(d.retry_after, Nanos(2 * SEC), "as if enforced: T, not more");
-            assert_eq!(d.retry_after_secs, 2);
-            assert_eq!((d.limit, d.remaining), (5, 0));
+            assert_eq!(
+                d.verdict,
+                Verdict::Limited {
+                    retry_after: Nanos(t)
+                },
+                "as if enforced: T, not more"
+            );
+            assert_eq!(d.retry_after_secs(), Some(retry_secs(t)));
+            assert_eq!((d.limit, d.remaining), (burst, 0));
             let mut buf = [0u8; 8];
             assert_eq!(d.write_retry_after(&mut buf), Ok(1));
             assert_eq!(&buf[..1], b"2");
+            let mut buf = [0u8; 512];
+            let response = d.write_response(&CLERK, &mut buf).unwrap();
+            assert_eq!(response.status, 0, "the request goes on");
+            assert!(response.body.is_empty());
         }
         let s = dry.stats();
         assert_eq!(
-            (s.allowed, s.denied),
-            (5, 7),
-            "would-be denials count as denied"
+            (s.allowed, s.limited, s.dry_run_limited),
+            (burst as u64, 0, 7),
+            "would-be denials count apart from enforced ones"
         );
     }
     // An enforcing handle on the same memory sees exactly the burst used.
-    let enforcing = Limiter::attach(arena.bytes(), CLERK, HandleOptions::default()).unwrap();
+    let enforcing = Limiter::attach(memory.bytes(), CLERK, HandleOptions::default()).unwrap();
     assert!(!enforcing.config().dry_run);
     let d = check(&enforcing, &r, T0);
-    assert!(!d.allowed && !d.dry_run_denied);
+    assert!(!d.allowed() && !d.dry_run);
     assert_eq!(
-        d.retry_after,
-        Nanos(2 * SEC),
+        d.retry_after(),
+        Some(Nanos(t)),
         "dry-run denials charged nothing"
     );
-    assert!(!check(&enforcing, &r, T0 + 2 * SEC - 1).allowed);
-    assert!(check(&enforcing, &r, T0 + 2 * SEC).allowed);
+    assert!(!check(&enforcing, &r, T0 + t - 1).allowed());
+    assert!(check(&enforcing, &r, T0 + t).allowed());
 }
 
 #[test]
 fn dry_run_is_a_per_handle_option_on_attach() {
-    let mut arena = Arena::for_capacity(4096);
+    let mut memory = Memory::for_capacity(4096);
     let config = Config {
         capacity: 4096,
         ..Config::DEFAULT
     };
-    Limiter::init(arena.bytes(), &config, CLERK, SEED).unwrap();
+    Limiter::init(memory.bytes(), &config, CLERK, SEED).unwrap();
     let dry = Limiter::attach(
-        arena.bytes(),
+        memory.bytes(),
         CLERK,
         HandleOptions {
             dry_run: true,
@@ -802,42 +900,43 @@ fn dry_run_is_a_per_handle_option_on_attach() {
         },
     )
     .unwrap();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
-    for _ in 0..5 {
-        assert!(!check(&dry, &r, T0).dry_run_denied);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    for _ in 0..limit("fapi.sign_ins.create") {
+        assert!(!check(&dry, &r, T0).dry_run);
     }
     let d = check(&dry, &r, T0);
-    assert!(d.allowed && d.dry_run_denied, "{d:?}");
+    assert!(d.allowed() && d.dry_run, "{d:?}");
 }
 
 #[test]
 fn dry_run_denials_on_multi_rule_requests_charge_no_rule() {
     let l = clerk_with(|c| c.dry_run = true);
     let user = bapi(b"PATCH", b"/v1/users/user_1", TEST);
-    for _ in 0..10 {
-        assert!(!check(&l, &user, T0).dry_run_denied);
+    let users = limit("bapi.users.update");
+    for _ in 0..users {
+        assert!(!check(&l, &user, T0).dry_run);
     }
     for _ in 0..20 {
         let d = check(&l, &user, T0);
-        assert!(d.allowed && d.dry_run_denied);
+        assert!(d.allowed() && d.dry_run);
         assert_eq!(d.rule, rule("bapi.users.update"));
     }
     // The instance paid for 10 only: 90 left, the first of which this takes.
     let d = check(&l, &bapi(b"GET", b"/v1/users/me", TEST), T0);
-    assert_eq!(d.remaining, 89);
+    assert_eq!(d.remaining, limit("bapi.instance.development") - users - 1);
 }
 
 #[test]
 fn peek_consumes_nothing_and_agrees_with_the_check_that_follows() {
     let l = clerk();
     let requests = [
-        fapi(b"/v1/client/sign_ins", &IP_A),
-        fapi(b"/v1/client/sign_ins/x/attempt_first_factor", &IP_A).cost(2),
+        fapi(b"/v1/client/sign_ins", IP_A),
+        fapi(b"/v1/client/sign_ins/x/attempt_first_factor", IP_A).cost(2),
         bapi(b"PATCH", b"/v1/users/user_1", TEST),
         bapi(b"POST", b"/v1/invitations", LIVE).cost(7),
         bapi(b"GET", b"/v1/jwks", LIVE),
         bapi(b"PATCH", b"/v1/users/user_1", TEST).cost(11),
-        Request::new(Api::Frontend, b"GET", b"/v1/client").ip(&IP_A),
+        Request::new(Api::Frontend, b"GET", b"/v1/client").ip(IP_A),
     ];
     let mut now = T0;
     for step in 0..60 {
@@ -854,7 +953,7 @@ fn peek_consumes_nothing_and_agrees_with_the_check_that_follows() {
     // A peek at a fresh subject inserts nothing.
     let occupancy = l.stats().occupancy;
     let _ = l
-        .peek(&fapi(b"/v1/client/sign_ups", &IP_B), Nanos(now))
+        .peek(&fapi(b"/v1/client/sign_ups", IP_B), Nanos(now))
         .unwrap();
     assert_eq!(l.stats().occupancy, occupancy);
 }
@@ -862,55 +961,67 @@ fn peek_consumes_nothing_and_agrees_with_the_check_that_follows() {
 #[test]
 fn a_request_of_cost_three_charges_three_units() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    let (burst, t) = (limit("fapi.sign_ins.create"), t_of("fapi.sign_ins.create"));
     let d = check(&l, &r.cost(3), T0);
-    assert!(d.allowed);
-    assert_eq!(d.remaining, 2);
-    assert_eq!(d.reset, Nanos(3 * 2 * SEC));
+    assert!(d.allowed());
+    assert_eq!(d.remaining, burst - 3);
+    assert_eq!(d.reset, Nanos(3 * t));
     // 2 left: a cost of 3 waits one T, then fits.
     let d = check(&l, &r.cost(3), T0);
-    assert!(!d.allowed && !d.never_fits);
-    assert_eq!(d.retry_after, Nanos(2 * SEC));
-    assert_eq!(d.remaining, 2, "a denial charges nothing");
-    assert!(check(&l, &r.cost(2), T0).allowed);
-    assert!(!check(&l, &r, T0).allowed);
+    assert!(!d.allowed() && d.verdict != Verdict::NeverFits);
+    assert_eq!(d.retry_after(), Some(Nanos((3 - (burst - 3)) as u64 * t)));
+    assert_eq!(d.remaining, burst - 3, "a denial charges nothing");
+    assert!(check(&l, &r.cost(burst - 3), T0).allowed());
+    assert!(!check(&l, &r, T0).allowed());
     // Cost 0 means 1.
-    let d = check(&l, &r.cost(0), T0 + 2 * SEC);
-    assert!(d.allowed);
-    assert!(!check(&l, &r.cost(0), T0 + 2 * SEC).allowed);
+    let d = check(&l, &r.cost(0), T0 + t);
+    assert!(d.allowed());
+    assert!(!check(&l, &r.cost(0), T0 + t).allowed());
 }
 
 #[test]
 fn a_cost_above_the_burst_never_fits_and_gets_no_retry_after() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
-    let d = check(&l, &r.cost(6), T0);
-    assert!(!d.allowed && d.never_fits);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    let burst = limit("fapi.sign_ins.create");
+    let d = check(&l, &r.cost(burst + 1), T0);
+    assert!(!d.allowed() && d.verdict == Verdict::NeverFits);
     assert_eq!(d.rule, rule("fapi.sign_ins.create"));
-    assert_eq!(d.retry_after, Nanos(0));
-    assert_eq!(d.retry_after_secs, 0);
+    assert_eq!(d.retry_after(), None);
+    assert_eq!(d.retry_after_secs(), None);
     let mut buf = [b'x'; 8];
     assert_eq!(d.write_retry_after(&mut buf), Ok(0), "no Retry-After");
     assert_eq!(buf, [b'x'; 8]);
     // Nothing was charged: the whole burst is still there.
-    for _ in 0..5 {
-        assert!(check(&l, &r, T0).allowed);
+    for _ in 0..burst {
+        assert!(check(&l, &r, T0).allowed());
     }
     // The attempt rows' burst is 3.
     let d = check(
         &l,
-        &fapi(b"/v1/sign_ins/attempt_first_factor", &IP_A).cost(4),
+        &fapi(b"/v1/sign_ins/attempt_first_factor", IP_A).cost(limit("fapi.sign_ins.attempt") + 1),
         T0,
     );
-    assert!(d.never_fits);
+    assert_eq!(d.verdict, Verdict::NeverFits);
     // Backend: the user row's burst (10) binds even though the instance fits.
-    let d = check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE).cost(11), T0);
-    assert!(!d.allowed && d.never_fits, "{d:?}");
+    let too_many = limit("bapi.users.update") + 1;
+    let d = check(
+        &l,
+        &bapi(b"PATCH", b"/v1/users/user_1", LIVE).cost(too_many),
+        T0,
+    );
+    assert!(!d.allowed() && d.verdict == Verdict::NeverFits, "{d:?}");
     assert_eq!(d.rule, rule("bapi.users.update"));
-    assert_eq!((d.retry_after, d.retry_after_secs), (Nanos(0), 0));
+    assert_eq!((d.retry_after(), d.retry_after_secs()), (None, None));
+    let mut buf = [0u8; 512];
+    let response = d.write_response(&CLERK, &mut buf).unwrap();
+    assert_eq!(response.status, 429);
+    assert!(response.retry_after.is_empty(), "no wait helps");
     let d = check(&l, &bapi(b"GET", b"/v1/users/me", LIVE), T0);
     assert_eq!(
-        d.remaining, 999,
+        d.remaining,
+        limit("bapi.instance.production") - 1,
         "the never-fitting request charged the instance nothing"
     );
 }
@@ -919,14 +1030,19 @@ fn a_cost_above_the_burst_never_fits_and_gets_no_retry_after() {
 fn a_never_fitting_cost_binds_over_a_rule_that_merely_has_to_wait() {
     let l = clerk();
     let me = bapi(b"GET", b"/v1/users/me", TEST);
-    for _ in 0..100 {
-        assert!(check(&l, &me, T0).allowed);
+    for _ in 0..limit("bapi.instance.development") {
+        assert!(check(&l, &me, T0).allowed());
     }
     // The instance would need a wait; users.update can never fit 11.
-    let d = check(&l, &bapi(b"PATCH", b"/v1/users/user_1", TEST).cost(11), T0);
-    assert!(d.never_fits, "{d:?}");
+    let too_many = limit("bapi.users.update") + 1;
+    let d = check(
+        &l,
+        &bapi(b"PATCH", b"/v1/users/user_1", TEST).cost(too_many),
+        T0,
+    );
+    assert!(d.verdict == Verdict::NeverFits, "{d:?}");
     assert_eq!(d.rule, rule("bapi.users.update"));
-    assert_eq!(d.retry_after_secs, 0);
+    assert_eq!(d.retry_after_secs(), None);
 }
 
 // --- what is sent back ----------------------------------------------------
@@ -934,18 +1050,18 @@ fn a_never_fitting_cost_binds_over_a_rule_that_merely_has_to_wait() {
 #[test]
 fn ratelimit_fields_for_a_sign_in_use_the_draft_syntax() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    let name = "fapi.sign_ins.create";
+    let (burst, t) = (limit(name), t_of(name));
     let d = check(&l, &r, T0);
-    assert_eq!(
-        text(|b| d.write_ratelimit_policy(&CLERK, b)),
-        r#""fapi.sign_ins.create";q=5;w=10"#
-    );
+    assert_eq!(policy(name), r#""fapi.sign_ins.create";q=5;w=10"#);
+    assert_eq!(text(|b| d.write_ratelimit_policy(&CLERK, b)), policy(name));
     // r = 5 - 1, t = ⌈T⌉ = 2 s.
     assert_eq!(
         text(|b| d.write_ratelimit(&CLERK, b)),
-        r#""fapi.sign_ins.create";r=4;t=2"#
+        format!("\"{name}\";r={};t={}", burst - 1, t_field(t))
     );
-    for _ in 0..3 {
+    for _ in 0..burst - 2 {
         check(&l, &r, T0);
     }
     let d = check(&l, &r, T0 + SEC / 2);
@@ -953,13 +1069,16 @@ fn ratelimit_fields_for_a_sign_in_use_the_draft_syntax() {
     // reset 9.5 s → t = 10; remaining ⌊(0.5 + 10 − 10) / 2⌋ = 0.
     assert_eq!(
         text(|b| d.write_ratelimit(&CLERK, b)),
-        r#""fapi.sign_ins.create";r=0;t=10"#
+        format!("\"{name}\";r=0;t={}", t_field(burst as u64 * t - SEC / 2))
     );
     let d = check(&l, &r, T0 + SEC / 2);
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     // retry_after = 10 + 2 − 8 − 2 − 0.5 = 1.5 s → Retry-After 2.
-    assert_eq!(d.retry_after, Nanos(3 * SEC / 2));
-    assert_eq!(text(|b| d.write_retry_after(b)), "2");
+    assert_eq!(d.retry_after(), Some(Nanos(t - SEC / 2)));
+    assert_eq!(
+        text(|b| d.write_retry_after(b)),
+        retry_secs(t - SEC / 2).to_string()
+    );
 }
 
 #[test]
@@ -968,12 +1087,14 @@ fn ratelimit_t_rounds_up_whole_microseconds_only() {
     let l = clerk();
     let d = check(
         &l,
-        &fapi(b"/v1/client/sign_ups/x/attempt_verification", &IP_A),
+        &fapi(b"/v1/client/sign_ups/x/attempt_verification", IP_A),
         T0,
     );
+    let name = "fapi.sign_ups.attempt";
+    assert_eq!(t_field(t_of(name)), 4);
     assert_eq!(
         text(|b| d.write_ratelimit(&CLERK, b)),
-        r#""fapi.sign_ups.attempt";r=2;t=4"#
+        format!("\"{name}\";r={};t=4", limit(name) - 1)
     );
     // A reset of 2 s + 999 ns reads t=2; 2 s + 1 µs reads t=3.
     const RULES: &[Rule<'static>] = &[
@@ -1019,25 +1140,39 @@ fn ratelimit_policy_lists_every_matched_rule_of_a_user_update() {
     let d = check(&l, &bapi(b"PATCH", b"/v1/users/user_1", LIVE), T0);
     assert_eq!(
         text(|b| d.write_ratelimit_policy(&CLERK, b)),
-        r#""bapi.instance.production";q=1000;w=10, "bapi.users.update";q=10;w=10"#
+        format!(
+            "{}, {}",
+            policy("bapi.instance.production"),
+            policy("bapi.users.update")
+        )
     );
     // The binding rule is users.update: 9 left, T = 1 s.
+    let users = "bapi.users.update";
     assert_eq!(
         text(|b| d.write_ratelimit(&CLERK, b)),
-        r#""bapi.users.update";r=9;t=1"#
+        format!(
+            "\"{users}\";r={};t={}",
+            limit(users) - 1,
+            t_field(t_of(users))
+        )
     );
     let d = check(&l, &bapi(b"POST", b"/v1/invitations", TEST), T0);
     assert_eq!(
         text(|b| d.write_ratelimit_policy(&CLERK, b)),
-        r#""bapi.instance.development";q=100;w=10, "bapi.invitations.create";q=100;w=3600"#
+        format!(
+            "{}, {}",
+            policy("bapi.instance.development"),
+            policy("bapi.invitations.create")
+        )
     );
+    assert!(policy("bapi.invitations.create").ends_with(";w=3600"));
 }
 
 #[test]
 fn exempt_requests_write_no_ratelimit_fields() {
     let l = clerk();
     let d = check(&l, &bapi(b"GET", b"/v1/jwks", LIVE), T0);
-    assert!(d.exempt);
+    assert!(d.verdict == Verdict::Exempt);
     let mut buf = [0u8; 64];
     assert_eq!(d.write_ratelimit_policy(&CLERK, &mut buf), Ok(0));
     assert_eq!(d.write_ratelimit(&CLERK, &mut buf), Ok(0));
@@ -1047,15 +1182,15 @@ fn exempt_requests_write_no_ratelimit_fields() {
 #[test]
 fn retry_after_is_written_only_on_a_denial() {
     let l = clerk();
-    let r = fapi(b"/v1/sign_ins/attempt_first_factor", &IP_A);
-    for _ in 0..3 {
+    let r = fapi(b"/v1/sign_ins/attempt_first_factor", IP_A);
+    for _ in 0..limit("fapi.sign_ins.attempt") {
         let d = check(&l, &r, T0);
         assert_eq!(text(|b| d.write_retry_after(b)), "");
     }
     let d = check(&l, &r, T0);
     assert_eq!(text(|b| d.write_retry_after(b)), "4");
     let inv = bapi(b"POST", b"/v1/invitations", LIVE);
-    for _ in 0..100 {
+    for _ in 0..limit("bapi.invitations.create") {
         check(&l, &inv, T0);
     }
     assert_eq!(text(|b| check(&l, &inv, T0).write_retry_after(b)), "36");
@@ -1075,14 +1210,20 @@ fn the_429_body_is_clerks_documented_text() {
 #[test]
 fn a_short_buffer_reports_the_length_needed_and_is_left_untouched() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
-    for _ in 0..5 {
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    for _ in 0..limit("fapi.sign_ins.create") {
         check(&l, &r, T0);
     }
     let d = check(&l, &r, T0 + SEC / 3);
-    assert!(!d.allowed);
+    assert!(!d.allowed());
     type Writer<'w> = Box<dyn Fn(&mut [u8]) -> Result<usize, usize> + 'w>;
-    let writers: [(&str, Writer<'_>); 4] = [
+    // The whole response too: its length needed, or its fields.
+    let whole = |b: &mut [u8]| match d.write_response(&CLERK, b) {
+        Ok(r) => Ok(r.body.end.max(r.ratelimit.end)),
+        Err(n) => Err(n),
+    };
+    let writers: [(&str, Writer<'_>); 5] = [
+        ("response", Box::new(whole)),
         ("retry-after", Box::new(|b| d.write_retry_after(b))),
         ("policy", Box::new(|b| d.write_ratelimit_policy(&CLERK, b))),
         ("ratelimit", Box::new(|b| d.write_ratelimit(&CLERK, b))),
@@ -1108,69 +1249,80 @@ fn a_short_buffer_reports_the_length_needed_and_is_left_untouched() {
 #[test]
 fn reset_forgets_one_subject_and_no_other() {
     let l = clerk();
-    let a = fapi(b"/v1/client/sign_ins", &IP_A);
-    let b = fapi(b"/v1/client/sign_ins", &IP_B);
-    for _ in 0..5 {
+    let a = fapi(b"/v1/client/sign_ins", IP_A);
+    let b = fapi(b"/v1/client/sign_ins", IP_B);
+    let burst = limit("fapi.sign_ins.create");
+    for _ in 0..burst {
         check(&l, &a, T0);
         check(&l, &b, T0);
     }
     assert_eq!(l.reset(&a), Ok(1));
-    for i in 0..5 {
-        assert!(check(&l, &a, T0).allowed, "{i}: A starts over");
+    for i in 0..burst {
+        assert!(check(&l, &a, T0).allowed(), "{i}: A starts over");
     }
-    assert!(!check(&l, &a, T0).allowed);
-    assert!(!check(&l, &b, T0).allowed, "B is untouched");
+    assert!(!check(&l, &a, T0).allowed());
+    assert!(!check(&l, &b, T0).allowed(), "B is untouched");
     // A user update: both its rules are forgotten for this subject only.
     let u1 = bapi(b"PATCH", b"/v1/users/user_1", LIVE);
     let u2 = bapi(b"PATCH", b"/v1/users/user_2", LIVE);
-    for _ in 0..10 {
+    let users = limit("bapi.users.update");
+    for _ in 0..users {
         check(&l, &u1, T0);
         check(&l, &u2, T0);
     }
     assert_eq!(l.reset(&u1), Ok(2));
-    assert_eq!(check(&l, &u1, T0).remaining, 9);
-    assert!(!check(&l, &u2, T0).allowed);
+    assert_eq!(check(&l, &u1, T0).remaining, users - 1);
+    assert!(!check(&l, &u2, T0).allowed());
     // Resetting a subject with no state clears nothing.
-    assert_eq!(l.reset(&fapi(b"/v1/client/sign_ups", &IP_A)), Ok(0));
+    assert_eq!(l.reset(&fapi(b"/v1/client/sign_ups", IP_A)), Ok(0));
 }
 
 #[test]
 fn stats_count_allowed_and_denied_decisions_per_binding_rule() {
     let l = clerk();
-    let r = fapi(b"/v1/client/sign_ins", &IP_A);
-    for _ in 0..7 {
+    let r = fapi(b"/v1/client/sign_ins", IP_A);
+    let (sign_ins, users) = (limit("fapi.sign_ins.create"), limit("bapi.users.update"));
+    for _ in 0..sign_ins + 2 {
         check(&l, &r, T0);
     }
     let user = bapi(b"PATCH", b"/v1/users/user_1", LIVE);
-    for _ in 0..12 {
+    for _ in 0..users + 2 {
         check(&l, &user, T0);
     }
     for _ in 0..3 {
         check(&l, &bapi(b"GET", b"/v1/jwks", LIVE), T0);
         check(
             &l,
-            &Request::new(Api::Frontend, b"GET", b"/v1/client").ip(&IP_A),
+            &Request::new(Api::Frontend, b"GET", b"/v1/client").ip(IP_A),
             T0,
         );
         let _ = l.peek(&r, Nanos(T0));
     }
-    assert_eq!(l.rule_stats(rule("fapi.sign_ins.create")), Some((5, 2)));
-    assert_eq!(l.rule_stats(rule("bapi.users.update")), Some((10, 2)));
-    assert_eq!(l.rule_stats(rule("bapi.instance.production")), Some((0, 0)));
-    assert_eq!(
-        l.rule_stats(rule("bapi.jwks")),
-        Some((3, 0)),
-        "exempt counts as allowed"
-    );
-    assert_eq!(l.rule_stats(CLERK.len() as u32), None);
+    let counted = |allowed: u32, limited, exempt| {
+        Some(RuleStats {
+            allowed: allowed as u64,
+            limited,
+            dry_run_limited: 0,
+            exempt,
+        })
+    };
+    let stats = |name| l.rule_stats(rule(name).unwrap());
+    assert_eq!(stats("fapi.sign_ins.create"), counted(sign_ins, 2, 0));
+    assert_eq!(stats("bapi.users.update"), counted(users, 2, 0));
+    assert_eq!(stats("bapi.instance.production"), counted(0, 0, 0));
+    assert_eq!(stats("bapi.jwks"), counted(0, 0, 3), "exempt counts apart");
+    assert_eq!(l.rule_stats(RuleId(CLERK.len() as u8)), None);
     let s = l.stats();
     assert_eq!(
         s.allowed,
-        5 + 10 + 3,
-        "unmatched requests and peeks are not counted"
+        (sign_ins + users) as u64,
+        "exempt and unmatched requests and peeks are not counted as allowed"
     );
-    assert_eq!(s.denied, 2 + 2);
-    assert_eq!(s.evicted, 0);
+    assert_eq!((s.exempt, s.unmatched, s.errors), (3, 3, 0));
+    assert_eq!(s.limited, 2 + 2);
+    assert_eq!(s.dry_run_limited, 0);
+    assert_eq!((s.evicted, s.evicted_in_debt, s.full), (0, 0, 0));
+    assert_eq!(s.inserts, 3);
     // Three live slots: the IP's sign-ins, the instance, the user.
     assert_eq!(s.occupancy, 3);
 }

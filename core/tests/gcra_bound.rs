@@ -9,8 +9,10 @@ mod common;
 use common::*;
 
 use proptest::prelude::*;
-use ratecard::quota::Quota;
-use ratecard::{Algorithm, Api, Config, Limiter, Method, Nanos, Route, Rule, RuleTable, Scope};
+
+use ratecard::{
+    Algorithm, Api, Config, Limiter, Method, Nanos, Quota, Route, Rule, RuleId, RuleTable, Scope,
+};
 
 const ROUTES: &[Route<'static>] = &[Route::new(Method::Get, "/unused")];
 
@@ -92,7 +94,7 @@ fn advance(now: u64, high: u64, step: &Step, t: u64, back_max: u64, period: u64)
 
 /// The shape of one walk on one rule.
 struct Shape {
-    rule: u32,
+    rule: RuleId,
     start: u64,
     /// The emission interval: forward steps are fractions of 3 `t`.
     t: u64,
@@ -127,11 +129,11 @@ fn walk(l: &Limiter<'_>, shape: &Shape, walk: &[(Step, u32)]) -> Vec<(u64, u64)>
         let d = l.check_key(rule, b"one-key", cost, Nanos(now)).unwrap();
         if i == 0 {
             assert!(
-                d.allowed || cost.max(1) > fits,
+                d.allowed() || cost.max(1) > fits,
                 "a fresh key admits its first request: {d:?}"
             );
         }
-        if d.allowed {
+        if d.allowed() {
             admitted.push((now, cost.max(1) as u64));
         }
     }
@@ -183,7 +185,7 @@ proptest! {
         let (t, burst) = params(&quota, false);
         // Small steps back: up to one full burst (`burst·T`).
         let shape = Shape {
-            rule: q as u32,
+            rule: RuleId(q as u8),
             start,
             t,
             back_max: burst * t,
@@ -207,7 +209,7 @@ proptest! {
         let (t, _) = params(&quota, true);
         // Costs 0..=2: a cost of 2 never fits a burst of 1.
         let shape = Shape {
-            rule: q as u32,
+            rule: RuleId(q as u8),
             start,
             t,
             back_max: t,
@@ -267,7 +269,7 @@ fn assert_window_bound(
     let (t, _) = params(&quota, false);
     // Steps back of up to one period.
     let shape = Shape {
-        rule: q as u32,
+        rule: RuleId(q as u8),
         start,
         t,
         back_max: period,
@@ -307,14 +309,27 @@ fn a_step_back_across_a_window_boundary_does_not_hand_back_the_later_window() {
     let k = 1_000 * p;
     let key = b"k";
     for _ in 0..5 {
-        assert!(l.check_key(0, key, 1, Nanos(k + 1)).unwrap().allowed);
+        assert!(l
+            .check_key(RuleId(0), key, 1, Nanos(k + 1))
+            .unwrap()
+            .allowed());
     }
-    assert!(!l.check_key(0, key, 1, Nanos(k + 1)).unwrap().allowed);
+    assert!(!l
+        .check_key(RuleId(0), key, 1, Nanos(k + 1))
+        .unwrap()
+        .allowed());
     // 2 ns back, into the previous window: nothing is handed back there...
-    assert!(!l.check_key(0, key, 1, Nanos(k - 1)).unwrap().allowed);
+    assert!(!l
+        .check_key(RuleId(0), key, 1, Nanos(k - 1))
+        .unwrap()
+        .allowed());
     // ...and back in window k the five admitted there still count.
     let again = (0..5)
-        .filter(|_| l.check_key(0, key, 1, Nanos(k + 2)).unwrap().allowed)
+        .filter(|_| {
+            l.check_key(RuleId(0), key, 1, Nanos(k + 2))
+                .unwrap()
+                .allowed()
+        })
         .count();
     assert_eq!(
         again, 0,
@@ -351,7 +366,11 @@ fn a_fresh_key_gets_a_full_window_whatever_the_window_index() {
         let key = [i as u8];
         let now = window * ms + 17;
         let allowed = (0..12)
-            .filter(|_| l.check_key(0, &key, 1, Nanos(now)).unwrap().allowed)
+            .filter(|_| {
+                l.check_key(RuleId(0), &key, 1, Nanos(now))
+                    .unwrap()
+                    .allowed()
+            })
             .count();
         assert_eq!(allowed, 10, "window {window}");
     }

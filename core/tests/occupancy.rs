@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use ratecard::{Api, Config, Nanos, Quota, Route, Rule, RuleTable, Scope};
+use ratecard::{Api, Config, Nanos, Quota, Route, Rule, RuleId, RuleTable, Scope};
 
 const ROUTES: &[Route<'static>] = &[];
 /// One rule that keeps every key in debt for an hour.
@@ -44,13 +44,13 @@ fn curve(capacity: u32, seed: u64, marks: &[f64]) -> Vec<(f64, u64, u64)> {
         let target = (slots as f64 * mark) as u64;
         while inserted < target {
             let k = keys.next().unwrap();
-            let d = l.check_key(0, &k.to_le_bytes(), 1, now).unwrap();
-            assert!(d.allowed);
+            let d = l.check_key(RuleId(0), &k.to_le_bytes(), 1, now).unwrap();
+            assert!(d.allowed());
             inserted += 1;
         }
         let s = l.stats();
-        out.push((mark, s.evicted - last_evicted, s.inserts));
-        last_evicted = s.evicted;
+        out.push((mark, s.evicted_in_debt - last_evicted, s.inserts));
+        last_evicted = s.evicted_in_debt;
     }
     out
 }

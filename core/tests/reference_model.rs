@@ -1,6 +1,6 @@
 //! The engine driven side by side with the independent reference model
 //! (`model/mod.rs`, shared with the fuzz target `engine`) over random
-//! request sequences.
+//! request sequences, path spellings (issue 11) and case folding included.
 
 mod common;
 use common::*;
@@ -99,6 +99,7 @@ fn variants() -> impl Strategy<Value = Variant> {
         Just(Variant::Pace),
         Just(Variant::FixedWindow),
         Just(Variant::Ipv6Slash128),
+        Just(Variant::FoldCase),
     ]
 }
 
@@ -138,8 +139,7 @@ fn run(
 ) -> Result<(), TestCaseError> {
     let Walk { wild, strict } = walk;
     let config = config(variant);
-    let mut arena = Arena::for_capacity(config.capacity);
-    let l = Limiter::init(arena.bytes(), &config, CLERK, SEED).unwrap();
+    let l = Limiter::new(&config, CLERK, SEED).unwrap();
     let mut model = Model::new(variant);
     let mut now = start;
     let mut high = start;
@@ -174,7 +174,7 @@ fn run(
         } else {
             TENANTS[a.tenant]
         };
-        let req = Req::new(endpoint, IPS[a.ip], key, tenant, a.cost);
+        let req = Req::new(endpoint, variant, IPS[a.ip], key, tenant, a.cost);
         let request = req.request();
         let inserting = matches!(a.op, Op::Check)
             && !endpoint.exempt
@@ -196,7 +196,8 @@ fn run(
                 req.cost
             )
         };
-        let inconclusive = |l: &Limiter<'_>| l.stats().evicted > 0;
+        // A key in debt evicted may then be admitted beyond the model.
+        let inconclusive = |l: &Limiter<'_>| l.stats().evicted_in_debt > 0;
         match a.op {
             Op::Check | Op::Peek => {
                 let peek = matches!(a.op, Op::Peek);
@@ -251,7 +252,11 @@ fn run(
         }
     }
     let s = l.stats();
-    prop_assert_eq!(s.evicted, 0, "the table was big enough");
+    prop_assert_eq!(
+        s.evicted,
+        0,
+        "the table was big enough: no live key replaced"
+    );
     let keys = model.states.len() as u64;
     if strict {
         prop_assert_eq!(s.occupancy, keys, "one slot per stored key");
@@ -279,10 +284,10 @@ proptest! {
     fn the_engine_decides_exactly_as_the_reference_model(
         variant in variants(),
         start in 0u64..(1 << 50),
-        actions in actions(SINGLE.len() + MULTI.len(), false),
+        actions in actions(SINGLE.len() + MULTI.len() + SPELLINGS.len(), false),
     ) {
         let walk = Walk { wild: false, strict: false };
-        run(variant, start, &endpoints(&[SINGLE, MULTI]), &actions, walk)?;
+        run(variant, start, &endpoints(&[SINGLE, MULTI, SPELLINGS]), &actions, walk)?;
     }
 
     /// Requests of one rule under a wild clock (reboots, long steps back):
@@ -302,10 +307,10 @@ proptest! {
     fn every_request_agrees_with_the_model_under_a_wild_clock(
         variant in variants(),
         start in 0u64..(1 << 50),
-        actions in actions(SINGLE.len() + MULTI.len() + ORGS.len(), true),
+        actions in actions(SINGLE.len() + MULTI.len() + ORGS.len() + SPELLINGS.len(), true),
     ) {
         let walk = Walk { wild: true, strict: true };
-        run(variant, start, &endpoints(&[SINGLE, MULTI, ORGS]), &actions, walk)?;
+        run(variant, start, &endpoints(&[SINGLE, MULTI, ORGS, SPELLINGS]), &actions, walk)?;
     }
 
     #[test]
@@ -319,89 +324,170 @@ proptest! {
     }
 }
 
+/// The shrunk cases of failures proptest found in the past, spelled out:
+/// the persisted seeds no longer generate them once the strategies change.
+#[test]
+fn past_failures_agree_with_the_model() {
+    fn check(step: Step, endpoint: usize, ip: usize, key: usize, tenant: usize) -> Action {
+        Action {
+            step,
+            op: Op::Check,
+            endpoint,
+            ip,
+            key,
+            tenant,
+            cost: 0,
+        }
+    }
+    let cases: &[(Variant, u64, Vec<Action>)] = &[
+        (
+            Variant::Default,
+            0,
+            vec![
+                check(Step::Forward(0), 34, 0, 1, 1),
+                check(Step::Forward(0), 36, 0, 1, 1),
+            ],
+        ),
+        (
+            Variant::FixedWindow,
+            0,
+            vec![
+                check(Step::Forward(0), 23, 0, 3, 0),
+                check(Step::Forward(0), 34, 0, 3, 0),
+            ],
+        ),
+        (
+            Variant::Pace,
+            18_609_521_662_107,
+            vec![
+                check(Step::Forward(0), 0, 0, 0, 0),
+                check(Step::Forward(0), 20, 0, 1, 1),
+                check(Step::Reboot(0), 0, 0, 0, 0),
+                check(Step::Forward(0), 20, 0, 1, 1),
+                check(Step::Forward(1), 0, 0, 0, 0),
+                check(Step::Forward(0), 20, 0, 1, 1),
+            ],
+        ),
+        (
+            Variant::Default,
+            0,
+            vec![
+                check(Step::Forward(0), 9, 1, 0, 2),
+                check(Step::Huge(1_720_999_998), 0, 0, 0, 0),
+                check(Step::Forward(93), 23, 0, 3, 0),
+                check(Step::Forward(0), 9, 1, 0, 2),
+            ],
+        ),
+    ];
+    let all = endpoints(&[SINGLE, MULTI, ORGS]);
+    for (variant, start, actions) in cases {
+        for (wild, strict) in [(false, false), (true, false), (true, true)] {
+            let walk = Walk { wild, strict };
+            if let Err(e) = run(*variant, *start, &all, actions, walk) {
+                panic!("{variant:?} from {start}: {e}");
+            }
+        }
+    }
+}
+
 // --- the wild-clock rules, spelled out ------------------------------------
+//
+// On `fapi.sign_ins.create` (5 per 10 s: T = 2 s, τ + T = burst·T = 10 s)
+// and, for two rules, a development user update. The worked figures in the
+// comments are for Clerk's documented quotas; the code takes them from the
+// model's rows.
 
 const T0: u64 = 1_000_000 * SEC;
 
-fn sign_in(ip: &[u8]) -> Request<'_> {
-    Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(ip)
+fn sign_in(ip: &[u8; 4]) -> Request<'static> {
+    Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(*ip)
+}
+
+/// `(burst, period, T)` of a row, from DESIGN.md.
+fn quota(name: &str) -> (u64, u64, u64) {
+    let r = row(name);
+    let limit = r.limit as u64;
+    (limit, r.period, r.period.div_ceil(limit))
 }
 
 #[test]
 fn time_going_backwards_hands_back_nothing() {
     let l = clerk();
     let ip = [192, 0, 2, 1];
-    for _ in 0..5 {
-        assert!(l.check(&sign_in(&ip), Nanos(T0)).unwrap().allowed);
+    let (burst, period, t) = quota("fapi.sign_ins.create");
+    for _ in 0..burst {
+        assert!(l.check(&sign_in(&ip), Nanos(T0)).unwrap().allowed());
     }
     // TAT = T0 + 10 s; 5 s back: max(TAT, now) + T − τ − T − now = 7 s.
-    let d = l.check(&sign_in(&ip), Nanos(T0 - 5 * SEC)).unwrap();
-    assert!(!d.allowed);
-    assert_eq!(d.retry_after, Nanos(7 * SEC));
-    assert_eq!(d.reset, Nanos(15 * SEC));
+    let back = 5 * SEC;
+    let d = l.check(&sign_in(&ip), Nanos(T0 - back)).unwrap();
+    assert!(!d.allowed());
+    assert_eq!(d.retry_after(), Some(Nanos(t + back)));
+    assert_eq!(d.reset, Nanos(period + back));
     // Back where we were, exactly one comes back after T = 2 s.
-    assert!(
-        !l.check(&sign_in(&ip), Nanos(T0 + 2 * SEC - 1))
-            .unwrap()
-            .allowed
-    );
-    assert!(l.check(&sign_in(&ip), Nanos(T0 + 2 * SEC)).unwrap().allowed);
-    assert!(!l.check(&sign_in(&ip), Nanos(T0 + 2 * SEC)).unwrap().allowed);
+    let at = |now| l.check(&sign_in(&ip), Nanos(now)).unwrap().allowed();
+    assert!(!at(T0 + t - 1));
+    assert!(at(T0 + t));
+    assert!(!at(T0 + t));
 }
 
 #[test]
 fn a_wild_state_is_clamped_to_one_burst_ahead_and_the_clamp_is_stored_on_denial() {
     let l = clerk();
     let ip = [192, 0, 2, 1];
-    for _ in 0..5 {
-        assert!(l.check(&sign_in(&ip), Nanos(T0)).unwrap().allowed);
+    let (burst, period, t) = quota("fapi.sign_ins.create");
+    for _ in 0..burst {
+        assert!(l.check(&sign_in(&ip), Nanos(T0)).unwrap().allowed());
     }
     // Another boot's clock: TAT = T0 + 10 s is far beyond now + 2·burst·T.
     let now = 30 * SEC;
     let d = l.check(&sign_in(&ip), Nanos(now)).unwrap();
-    assert!(!d.allowed, "clamped to one full burst ahead: {d:?}");
-    assert_eq!(d.reset, Nanos(10 * SEC), "now + burst·T");
-    assert_eq!(d.retry_after, Nanos(2 * SEC));
+    assert!(!d.allowed(), "clamped to one full burst ahead: {d:?}");
+    assert_eq!(d.reset, Nanos(burst * t), "now + burst·T");
+    assert_eq!(d.retry_after(), Some(Nanos(t)));
     // The clamp was stored: one period later the key is whole again.
-    for i in 0..5 {
-        let d = l.check(&sign_in(&ip), Nanos(now + 10 * SEC)).unwrap();
-        assert!(d.allowed, "{i}: {d:?}");
+    for i in 0..burst {
+        let d = l.check(&sign_in(&ip), Nanos(now + period)).unwrap();
+        assert!(d.allowed(), "{i}: {d:?}");
     }
-    assert!(
-        !l.check(&sign_in(&ip), Nanos(now + 10 * SEC))
-            .unwrap()
-            .allowed
-    );
+    assert!(!l
+        .check(&sign_in(&ip), Nanos(now + period))
+        .unwrap()
+        .allowed());
 }
 
 #[test]
 fn a_peek_at_a_wild_state_stores_no_clamp() {
     let l = clerk();
     let ip = [192, 0, 2, 1];
-    for _ in 0..5 {
+    let (burst, period, t) = quota("fapi.sign_ins.create");
+    for _ in 0..burst {
         l.check(&sign_in(&ip), Nanos(T0)).unwrap();
     }
     let now = 30 * SEC;
-    assert!(!l.peek(&sign_in(&ip), Nanos(now)).unwrap().allowed);
+    assert!(!l.peek(&sign_in(&ip), Nanos(now)).unwrap().allowed());
     // Unclamped, the state is still wild later and clamps against that time.
-    let later = now + 10 * SEC;
+    let later = now + period;
     let d = l.check(&sign_in(&ip), Nanos(later)).unwrap();
-    assert!(!d.allowed);
-    assert_eq!(d.reset, Nanos(10 * SEC));
+    assert!(!d.allowed());
+    assert_eq!(d.reset, Nanos(burst * t));
 }
 
 #[test]
 fn a_state_two_bursts_ahead_is_plausible_and_kept() {
     let l = clerk();
     let ip = [192, 0, 2, 1];
-    for _ in 0..5 {
+    let (burst, period, t) = quota("fapi.sign_ins.create");
+    assert_eq!(burst * t, period);
+    for _ in 0..burst {
         l.check(&sign_in(&ip), Nanos(T0)).unwrap();
     }
-    // TAT = T0 + 10 s = now + 2·burst·T exactly: not beyond, not clamped.
-    let now = T0 - 10 * SEC;
+    // TAT = T0 + 10 s = now + 2·burst·T exactly: not beyond, not clamped;
+    // reset 20 s, retry_after 20 + 2 − 10 = 12 s.
+    let now = T0 - burst * t;
     let d = l.check(&sign_in(&ip), Nanos(now)).unwrap();
-    assert_eq!(d.reset, Nanos(20 * SEC));
-    assert_eq!(d.retry_after, Nanos(12 * SEC));
+    assert_eq!(d.reset, Nanos(2 * burst * t));
+    assert_eq!(d.retry_after(), Some(Nanos(2 * burst * t + t - burst * t)));
 }
 
 #[test]
@@ -409,18 +495,25 @@ fn every_matched_rule_stores_its_clamp_even_when_an_earlier_rule_denies() {
     let l = clerk();
     let key: &[u8] = b"sk_test_BBBBBBBBBBBBBBBBBBBBBBBB";
     let user = Request::new(Api::Backend, b"PATCH", b"/v1/users/user_1").key(key);
-    for _ in 0..10 {
-        assert!(l.check(&user, Nanos(T0)).unwrap().allowed);
+    let (users, period, _) = quota("bapi.users.update");
+    let (_, instance_period, _) = quota("bapi.instance.development");
+    for _ in 0..users {
+        assert!(l.check(&user, Nanos(T0)).unwrap().allowed());
     }
     // Another boot: both the development instance (TAT T0 + 1 s) and the
     // user row (TAT T0 + 10 s) are wild; both clamp to now + 10 s, and both
     // clamps are stored although the request is denied.
     let now = 30 * SEC;
     let d = l.check(&user, Nanos(now)).unwrap();
-    assert!(!d.allowed, "{d:?}");
+    assert!(!d.allowed(), "{d:?}");
     // One period later both rules are whole again.
-    let d = l.check(&user, Nanos(now + 10 * SEC)).unwrap();
-    assert!(d.allowed, "the user row's clamp was stored at {now}: {d:?}");
+    let d = l
+        .check(&user, Nanos(now + period.max(instance_period)))
+        .unwrap();
+    assert!(
+        d.allowed(),
+        "the user row's clamp was stored at {now}: {d:?}"
+    );
 }
 
 #[test]
@@ -435,19 +528,20 @@ fn a_replenished_key_keeps_its_slot_while_its_buckets_have_empty_slots() {
     );
     let a = [192, 0, 2, 1];
     let b = [192, 0, 2, 2];
-    for _ in 0..5 {
-        assert!(l.check(&sign_in(&a), Nanos(T0)).unwrap().allowed);
+    let (burst, period, t) = quota("fapi.sign_ins.create");
+    for _ in 0..burst {
+        assert!(l.check(&sign_in(&a), Nanos(T0)).unwrap().allowed());
     }
     // Ten seconds on, A is replenished; B arrives while three slots are empty.
-    assert!(l.check(&sign_in(&b), Nanos(T0 + 10 * SEC)).unwrap().allowed);
+    assert!(l.check(&sign_in(&b), Nanos(T0 + period)).unwrap().allowed());
     let s = l.stats();
     assert_eq!(s.occupancy, 2, "A and B each hold a slot; nothing was full");
     assert_eq!(s.evicted, 0);
     // An ordinary 5 s step back: A's TAT (T0 + 10 s) still holds, so only
     // ⌊(5 s + 10 s − 10 s) / 2 s⌋ = 2 are left, not a fresh 5.
-    let now = T0 + 5 * SEC;
-    let allowed = (0..5)
-        .filter(|_| l.check(&sign_in(&a), Nanos(now)).unwrap().allowed)
-        .count();
-    assert_eq!(allowed, 2);
+    let now = T0 + period / 2;
+    let allowed = (0..burst)
+        .filter(|_| l.check(&sign_in(&a), Nanos(now)).unwrap().allowed())
+        .count() as u64;
+    assert_eq!(allowed, (period / 2 + burst * t - period) / t);
 }

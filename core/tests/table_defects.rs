@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+mod model;
 use ratecard::table::evict::{self, Room};
 use ratecard::table::slot::{self, Cells, Kind, Rules};
 use ratecard::{window, Api, Nanos, Request};
@@ -131,10 +132,11 @@ fn merging_fixed_window_states_keeps_the_count_of_a_later_window() {
     assert!(!window::decide(merged, 6 * P, 1, 4, P).allowed);
 }
 
+/// A sign-in that takes its client's whole burst.
 fn sign_in(ip: &[u8; 4]) -> Request<'static> {
     Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins")
         .ip(*ip)
-        .cost(5)
+        .cost(model::row("fapi.sign_ins.create").limit)
 }
 
 #[test]

@@ -1,13 +1,15 @@
 //! The engine against the independent reference model (core/tests/model),
 //! over arbitrary request sequences and clocks.
 //!
-//! Requests come from the model's fixed endpoints, or from templates of
-//! Clerk's routes with arbitrary ids, method case, bypass spellings
-//! (dot segments, doubled slashes, escaped letters, a query, a fragment)
-//! and poison that makes a path non-canonical; which rules each template
-//! matches is written by hand below from DESIGN.md's table, never computed
-//! by the engine. Client IPs, secret keys, tenants and costs are arbitrary
-//! within what the contract defines.
+//! Requests come from the model's fixed endpoints (path spellings and case
+//! folding included), or from templates of Clerk's routes with arbitrary
+//! ids, method case, bypass spellings (dot segments, doubled slashes,
+//! escaped letters, a query, a fragment, a format suffix, an absolute-form
+//! target) and poison that makes a path non-canonical (`;` path parameters
+//! among it); which rules each template matches is written by hand below
+//! from DESIGN.md's table and the route semantics, never computed by the
+//! engine. Client IPs, secret keys, tenants and costs are arbitrary within
+//! what the contract defines.
 //!
 //! Checked:
 //! - every decision (check, peek, check through a second, dry-run handle
@@ -28,8 +30,7 @@ mod model;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use model::*;
-use ratecard::{Api, HandleOptions, Limiter, Nanos, CLERK};
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use ratecard::{Api, HandleOptions, Limiter, Nanos, Verdict, CLERK};
 use std::collections::HashMap;
 
 const SEC: u64 = 1_000_000_000;
@@ -83,7 +84,7 @@ enum Op {
     Reset,
     /// A check through a second, dry-run handle on the same table: the
     /// decision of a check, except that it is always allowed, a would-be
-    /// denial flagged `dry_run_denied`.
+    /// denial flagged `dry_run`.
     DryRun,
 }
 
@@ -233,8 +234,10 @@ fn frontend(t: T) -> bool {
 type Rules = Vec<(&'static str, Vec<Vec<u8>>)>;
 
 /// The rows a canonical request of template `t` matches, with decoded
-/// captures of per-id rows; and whether it is exempt.
-fn rows(t: T, method: &str, ids: &[Vec<u8>]) -> (Rules, bool) {
+/// captures of per-id rows (a last-segment id already cut to its stem);
+/// and whether it is exempt. `suffix`: the last segment has a format
+/// suffix, which never makes a request exempt.
+fn rows(t: T, method: &str, ids: &[Vec<u8>], suffix: bool) -> (Rules, bool) {
     let m = method.to_ascii_uppercase();
     let one = |name: &'static str| vec![(name, vec![])];
     if frontend(t) {
@@ -254,7 +257,7 @@ fn rows(t: T, method: &str, ids: &[Vec<u8>]) -> (Rules, bool) {
         };
         return (rules, false);
     }
-    if t == T::Jwks && m == "GET" {
+    if t == T::Jwks && m == "GET" && !suffix {
         return (one("bapi.jwks"), true);
     }
     let mut rules: Rules = vec![(INSTANCE, vec![])];
@@ -281,8 +284,9 @@ fn rows(t: T, method: &str, ids: &[Vec<u8>]) -> (Rules, bool) {
     (rules, false)
 }
 
-/// The rows a non-canonical request (bad escape, encoded slash, NUL) is
-/// charged to: every limited rule with a route for its method, no captures.
+/// The rows a non-canonical request (bad escape, encoded slash, NUL, `;`)
+/// is charged to: every limited rule with a route for its method, no
+/// captures.
 fn poisoned_rows(api: Api, method: &str) -> Rules {
     let m = method.to_ascii_uppercase();
     let names: &[&'static str] = match (api, m.as_str()) {
@@ -331,12 +335,13 @@ fn escape(out: &mut Vec<u8>, b: u8, lower: bool) {
 }
 
 /// An id segment from arbitrary bytes: the path spelling and the decoded
-/// bytes. Never empty, never `.` or `..`, never a slash, backslash or NUL.
+/// bytes. Never empty, never `.` or `..`, never a slash, backslash, `;`
+/// or NUL (any of those makes the path non-canonical: that is the poison).
 fn id(raw: &[(u8, bool)]) -> (Vec<u8>, Vec<u8>) {
     let mut spelled = Vec::new();
     let mut plain = Vec::new();
     for (i, &(b, enc)) in raw.iter().take(24).enumerate() {
-        let b = if matches!(b, 0 | b'/' | b'\\') {
+        let b = if matches!(b, 0 | b'/' | b'\\' | b';') {
             b'_'
         } else {
             b
@@ -356,6 +361,16 @@ fn id(raw: &[(u8, bool)]) -> (Vec<u8>, Vec<u8>) {
     (spelled, plain)
 }
 
+/// A last segment's stem: before its first `.` that is not its first byte
+/// (a format suffix, as Rails and Spring read one); the whole segment if it
+/// has none.
+fn stem(seg: &[u8]) -> Vec<u8> {
+    match seg.iter().skip(1).position(|&b| b == b'.') {
+        Some(i) => seg[..i + 1].to_vec(),
+        None => seg.to_vec(),
+    }
+}
+
 fn build(t: &Template) -> Built {
     let (kind, pattern) = TEMPLATES[t.which as usize % TEMPLATES.len()];
     let mut method: Vec<u8> = METHODS[t.method as usize % METHODS.len()].bytes().collect();
@@ -372,7 +387,7 @@ fn build(t: &Template) -> Built {
     }
     let (id1, plain1) = id(&t.id1);
     let (id2, plain2) = id(&t.id2);
-    let ids = [plain1, plain2];
+    let mut ids = [plain1, plain2];
     let api = if frontend(kind) {
         Api::Frontend
     } else {
@@ -418,11 +433,14 @@ fn build(t: &Template) -> Built {
         }
     }
     if poison {
-        const POISONS: &[&[u8]] = &[b"%2F", b"%2f", b"%5C", b"%00", b"\\", b"\0", b"%G1", b"%4"];
+        const POISONS: &[&[u8]] = &[
+            b"%2F", b"%2f", b"%5C", b"%00", b"\\", b"\0", b"%G1", b"%4", b";x", b"%3B",
+        ];
         path.extend_from_slice(POISONS[(t.poison / 8) as usize % POISONS.len()]);
     }
     let query: Vec<u8> = t.query.iter().take(32).copied().collect();
-    match t.trail % 6 {
+    let suffix = t.trail % 8 == 6;
+    match t.trail % 8 {
         0 => {}
         1 => path.push(b'/'),
         2 if !poison => path.extend_from_slice(b"/."),
@@ -434,15 +452,34 @@ fn build(t: &Template) -> Built {
             path.push(b'#');
             path.extend_from_slice(&query);
         }
+        6 => path.extend_from_slice(b".json"),
+        7 => {
+            // An absolute-form target: read from its path.
+            let start: &[u8] = if path.first() == Some(&b'/') {
+                b"http://host"
+            } else {
+                b"http://host/"
+            };
+            path.splice(0..0, start.iter().copied());
+        }
         _ => {
             path.extend_from_slice(b"/?");
             path.extend_from_slice(&query);
         }
     }
+    // An id in the last segment is captured as its stem (a `.json` added
+    // or a dot of its own).
+    if segments.last() == Some(&"{}") {
+        let last = &mut ids[next_id - 1];
+        if suffix {
+            last.extend_from_slice(b".json");
+        }
+        *last = stem(last);
+    }
     let (rules, exempt) = if poison {
         (poisoned_rows(api, &method_name), false)
     } else {
-        rows(kind, &method_name, &ids)
+        rows(kind, &method_name, &ids, suffix)
     };
     Built {
         api,
@@ -454,29 +491,6 @@ fn build(t: &Template) -> Built {
 }
 
 // --- the run --------------------------------------------------------------
-
-/// 64-byte aligned, zeroed memory for a table.
-struct Arena {
-    ptr: *mut u8,
-    layout: Layout,
-}
-
-impl Arena {
-    fn new(len: usize) -> Arena {
-        let layout = Layout::from_size_align(len, 64).unwrap();
-        // SAFETY: non-zero size.
-        let ptr = unsafe { alloc_zeroed(layout) };
-        assert!(!ptr.is_null());
-        Arena { ptr, layout }
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: allocated with this layout.
-        unsafe { dealloc(self.ptr, self.layout) }
-    }
-}
 
 const INTERVALS: [u64; 7] = [
     10_000_000,
@@ -551,12 +565,13 @@ fn cost_of(c: u8) -> u32 {
 struct History(Vec<(u64, u128)>);
 
 fn variant_of(v: u8) -> Variant {
-    match v % 5 {
+    match v % 6 {
         0 => Variant::Default,
         1 => Variant::UnknownIsProduction,
         2 => Variant::Pace,
         3 => Variant::FixedWindow,
-        _ => Variant::Ipv6Slash128,
+        4 => Variant::Ipv6Slash128,
+        _ => Variant::FoldCase,
     }
 }
 
@@ -565,14 +580,19 @@ fn run(input: &Input) {
     let fixed = matches!(variant, Variant::FixedWindow);
     let mut cfg = config(variant);
     cfg.capacity = CAPACITY;
-    let arena = Arena::new(Limiter::bytes_for(cfg.capacity).unwrap());
+    // Caller memory, so that a second (dry-run) handle can attach to the
+    // same table: a Vec with a 64-byte aligned window.
+    let len = Limiter::bytes_for(cfg.capacity).unwrap();
+    let mut buf = vec![0u8; len + 64];
+    let at = buf.as_ptr().align_offset(64);
+    let mem = buf[at..].as_mut_ptr();
     let seed = ratecard::Seed {
         k0: 0x0123_4567_89ab_cdef,
         k1: input.start.rotate_left(17),
     };
-    let (mem, len) = (arena.ptr, arena.layout.size());
-    // SAFETY: the arena outlives both handles, which use it only through
-    // the crate (atomics).
+    // SAFETY: `buf` outlives both handles (declared before them, so dropped
+    // after), is not touched otherwise, and they use it only through the
+    // crate (atomics).
     let l = unsafe { Limiter::init_raw(mem, len, &cfg, CLERK, seed) }.unwrap();
     let dry_options = HandleOptions {
         dry_run: true,
@@ -611,17 +631,16 @@ fn run(input: &Input) {
         let (api, method, path, rules_owned, exempt): (Api, &[u8], &[u8], Rules, bool) =
             match &a.endpoint {
                 Ep::Fixed(k) => {
-                    let all = SINGLE.len() + MULTI.len() + ORGS.len();
-                    let k = *k as usize % all;
-                    let e = if k < SINGLE.len() {
-                        &SINGLE[k]
-                    } else if k < SINGLE.len() + MULTI.len() {
-                        &MULTI[k - SINGLE.len()]
-                    } else {
-                        &ORGS[k - SINGLE.len() - MULTI.len()]
+                    let all: Vec<&Endpoint> = [SINGLE, MULTI, ORGS, SPELLINGS]
+                        .iter()
+                        .flat_map(|s| s.iter())
+                        .collect();
+                    let e = all[*k as usize % all.len()];
+                    let rules = match (variant, e.folded) {
+                        (Variant::FoldCase, Some(folded)) => folded,
+                        _ => e.rules,
                     };
-                    let rules = e
-                        .rules
+                    let rules = rules
                         .iter()
                         .map(|(n, c)| (*n, c.iter().map(|x| x.to_vec()).collect()))
                         .collect();
@@ -688,11 +707,10 @@ fn run(input: &Input) {
                 let got = match a.op {
                     Op::Peek => l.peek(&request, Nanos(now)),
                     Op::DryRun => dry.check(&request, Nanos(now)).map(|mut d| {
-                        assert!(d.allowed, "{}: a dry-run handle denied: {d:?}", context());
-                        if d.dry_run_denied {
-                            d.allowed = false;
-                            d.dry_run_denied = false;
-                        }
+                        assert!(d.allowed(), "{}: a dry-run handle denied: {d:?}", context());
+                        assert_eq!(d.dry_run, d.is_limited(), "{}: {d:?}", context());
+                        // What an enforcing handle would have answered.
+                        d.dry_run = false;
                         d
                     }),
                     _ => l.check(&request, Nanos(now)),
@@ -704,7 +722,7 @@ fn run(input: &Input) {
                         _ => Err("result kinds differ".to_string()),
                     };
                     if let Err(why) = verdict {
-                        if l.stats().evicted == 0 {
+                        if l.stats().evicted_in_debt == 0 {
                             panic!(
                                 "{}\n  {why}\n  model: {want:?}\n  engine: {got:?}",
                                 context()
@@ -715,12 +733,12 @@ fn run(input: &Input) {
                 }
                 // The bound, on what the engine admitted.
                 if let (Ok(d), Ok(ks), false) = (&got, &keys, peek) {
-                    if d.allowed && !d.exempt && d.rule != ratecard::NO_RULE {
+                    if d.verdict == Verdict::Allowed {
                         for k in ks {
                             let h = history.entry(k.clone()).or_default();
                             h.0.push((now, req.cost.max(1) as u128));
                         }
-                        if monotonic && l.stats().evicted == 0 {
+                        if monotonic && l.stats().evicted_in_debt == 0 {
                             for k in ks {
                                 check_bound(&model, fixed, k, &history[k], &context);
                             }
@@ -737,7 +755,7 @@ fn run(input: &Input) {
                     }
                 }
                 if comparing && want != got {
-                    if l.stats().evicted == 0 {
+                    if l.stats().evicted_in_debt == 0 {
                         panic!("{}\n  reset: model {want:?}, engine {got:?}", context());
                     }
                     comparing = false;
@@ -753,7 +771,7 @@ fn run(input: &Input) {
                 context(),
                 s.occupancy
             );
-            if s.occupancy < stored || s.evicted > 0 {
+            if s.occupancy < stored || s.evicted_in_debt > 0 {
                 // A key lost its slot: from here on the engine may have
                 // forgotten what the model remembers.
                 comparing = false;

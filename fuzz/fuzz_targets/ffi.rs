@@ -77,6 +77,8 @@ struct ConfigIn {
     algorithm: u8,
     rules: Option<Vec<RuleIn>>,
     rules_null_len: u8,
+    /// The config's last four words: `flags` and `reserved32` (the first
+    /// word's low and high halves), then the three reserved words.
     reserved: [u64; 4],
 }
 
@@ -193,8 +195,10 @@ enum Call {
     },
     RuleStats {
         rule: u32,
-        a_null: bool,
-        d_null: bool,
+        out_null: bool,
+        /// Unused since the counters come in one struct; kept so that the
+        /// seeds' encoding stays valid.
+        _spare: bool,
     },
     RuleCount {
         out_null: bool,
@@ -267,7 +271,9 @@ struct ConfigBits {
     algorithm: u8,
     rules: *const ratecard_rule,
     rules_len: usize,
-    reserved: [u64; 4],
+    flags: u32,
+    reserved32: u32,
+    reserved: [u64; 3],
 }
 
 /// `ratecard_decision` with `u8` for its `bool`s.
@@ -301,10 +307,16 @@ struct ConfigOwned {
 }
 
 impl ConfigOwned {
-    /// Whether the config holds a `(NULL, n > 0)` byte string, so
-    /// `RATECARD_INVALID_ARGUMENT` is expected.
+    /// Whether the config holds a `(NULL, n > 0)` byte string, an unknown
+    /// flag or a reserved word not zero, so `RATECARD_INVALID_ARGUMENT` is
+    /// expected.
     fn build(c: &ConfigIn) -> (Box<ConfigOwned>, bool) {
-        let mut bad = c.seed.is_bad() || c.reserved != [0; 4];
+        let (flags, reserved32) = (c.reserved[0] as u32, (c.reserved[0] >> 32) as u32);
+        let reserved = [c.reserved[1], c.reserved[2], c.reserved[3]];
+        let mut bad = c.seed.is_bad()
+            || flags & !RATECARD_CONFIG_FOLD_CASE != 0
+            || reserved32 != 0
+            || reserved != [0; 3];
         let mut routes_all = Vec::new();
         let mut rules = Vec::new();
         if let Some(rs) = &c.rules {
@@ -377,7 +389,9 @@ impl ConfigOwned {
             algorithm: c.algorithm,
             rules: rules_ptr,
             rules_len,
-            reserved: c.reserved,
+            flags,
+            reserved32,
+            reserved,
         };
         (
             Box::new(ConfigOwned {
@@ -570,10 +584,7 @@ fn make(
             let s = unsafe { ratecard_limiter_new(ptr, out.ptr()) };
             known(s, MAKE_STATUSES, "limiter_new");
             if bad {
-                assert_ne!(
-                    s, RATECARD_OK,
-                    "limiter_new took a length without a pointer"
-                );
+                assert_ne!(s, RATECARD_OK, "limiter_new took an invalid argument");
             }
             if s == RATECARD_OK {
                 // SAFETY: written on success.
@@ -622,10 +633,7 @@ fn make(
             let s = unsafe { ratecard_limiter_init(at, len, ptr, out.ptr()) };
             known(s, MAKE_STATUSES, "limiter_init");
             if bad {
-                assert_ne!(
-                    s, RATECARD_OK,
-                    "limiter_init took a length without a pointer"
-                );
+                assert_ne!(s, RATECARD_OK, "limiter_init took an invalid argument");
             }
             if s != RATECARD_OK {
                 assert!(out.untouched(), "limiter_init wrote *out on failure");
@@ -884,25 +892,20 @@ fn run(input: &Input) {
                         assert!(out.untouched());
                     }
                 }
-                Call::RuleStats {
-                    rule,
-                    a_null,
-                    d_null,
-                } => {
-                    let (mut a, mut d) = (Out::<8>::new(), Out::<8>::new());
-                    let ap = if *a_null { null_mut() } else { a.ptr() };
-                    let dp = if *d_null { null_mut() } else { d.ptr() };
-                    let s = ratecard_rule_stats(h, rule % (count + 3), ap, dp);
+                Call::RuleStats { rule, out_null, .. } => {
+                    let mut out = Out::<{ size_of::<ratecard_rule_stats>() }>::new();
+                    let op = if *out_null { null_mut() } else { out.ptr() };
+                    let s = ratecard_limiter_rule_stats(h, rule % (count + 3), op);
                     known(
                         s,
                         &[RATECARD_OK, RATECARD_NULL_ARGUMENT, RATECARD_UNKNOWN_RULE],
                         "rule_stats",
                     );
-                    if s != RATECARD_OK {
-                        assert!(
-                            a.untouched() && d.untouched(),
-                            "rule_stats wrote on failure"
-                        );
+                    if s == RATECARD_OK {
+                        let st = &*out.ptr::<ratecard_rule_stats>();
+                        assert_eq!(st.reserved, [0; 2]);
+                    } else {
+                        assert!(out.untouched(), "rule_stats wrote on failure");
                     }
                 }
                 Call::RuleCount { out_null } => {
@@ -990,7 +993,9 @@ fn run(input: &Input) {
                     let mut n = Out::<8>::new();
                     let op = if *out_null { null_mut() } else { out.ptr() };
                     let np = if *len_null { null_mut() } else { n.ptr() };
-                    let s = ratecard_ip_parse(t, tl, op, np);
+                    // Mostly room for any address; now and then a short buffer.
+                    let cap = if tl % 5 == 1 { tl % 17 } else { 16 };
+                    let s = ratecard_ip_parse(t, tl, op, cap, np);
                     known(
                         s,
                         &[
@@ -998,10 +1003,18 @@ fn run(input: &Input) {
                             RATECARD_NULL_ARGUMENT,
                             RATECARD_INVALID_ARGUMENT,
                             RATECARD_INVALID_IP_TEXT,
+                            RATECARD_BUFFER_TOO_SHORT,
                         ],
                         "ip_parse",
                     );
-                    if s == RATECARD_OK {
+                    if s == RATECARD_BUFFER_TOO_SHORT {
+                        let k = *n.ptr::<usize>();
+                        assert!(
+                            (k == 4 || k == 16) && k > cap,
+                            "{k} bytes needed, {cap} given"
+                        );
+                        assert!(out.untouched(), "ip_parse wrote a short buffer");
+                    } else if s == RATECARD_OK {
                         let k = *n.ptr::<usize>();
                         assert!(k == 4 || k == 16, "{k} bytes");
                         assert!(out.0[k..].iter().all(|&b| b == SENTINEL));

@@ -7,8 +7,9 @@
 //!   (AddressSanitizer watches the allocation's end).
 //! - `Header`: a table laid out by `init`, then one header word overwritten:
 //!   any change to a fixed field or the checksum is `Corrupt` or
-//!   `NotATable`; to the state word, `Corrupt` or `NotSeeded`; the spare
-//!   words are ignored.
+//!   `NotATable`; the sequence word is accepted only even and non-zero
+//!   (odd: a writer at work, `NotSeeded`); the judged-time and spare words
+//!   are not verified.
 //! - `Truncated` / `Moved`: a valid table copied into a shorter allocation,
 //!   or to a misaligned address: `TooSmall` / `Misaligned`, never a read
 //!   past the end.
@@ -22,17 +23,19 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use ratecard::table::counters::{Stripe, OUTCOMES, STRIPES};
 use ratecard::{
-    Algorithm, Api, Config, Error, HandleOptions, InstanceKind, Limiter, Nanos, Policy, Request,
-    Seed, CLERK, NO_RULE,
+    Algorithm, Api, CheckError, Config, HandleOptions, InstanceKind, Limiter, Nanos, Policy,
+    Request, RuleId, Seed, SetupError, Verdict, CLERK, MAX_RULES,
 };
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::net::IpAddr;
 
 const HEADER_BYTES: usize = std::mem::size_of::<ratecard::table::header::Header>();
 const HEADER_WORDS: usize = 32;
 const FIXED_AND_CHECKSUM: usize = 9;
-const STATE_WORD: usize = 9;
-const STATE_READY: u64 = 0x0ead_900d;
+/// The sequence word: even and non-zero when the header is ready.
+const SEQ_WORD: usize = 9;
 
 #[derive(Arbitrary, Debug)]
 enum Case {
@@ -65,15 +68,17 @@ enum Case {
     },
     Counters {
         setup: Setup,
-        /// (stripe, counter, value): counters 0..128 are the per-rule
-        /// allowed/denied pairs, then evicted, inserts, full.
+        /// (stripe, counter, value): counters 0..256 are the per-rule
+        /// outcomes (allowed, limited, dry-run limited, exempt), then
+        /// unmatched, errors, inserts, evicted, evicted in debt, full.
         counters: Vec<(u8, u8, u64)>,
         requests: Vec<Req>,
     },
 }
 
-const STRIPES: usize = ratecard::table::STRIPES;
-const STRIPE_BYTES: usize = std::mem::size_of::<ratecard::table::Stripe>();
+const STRIPE_BYTES: usize = std::mem::size_of::<Stripe>();
+/// Counters in a stripe: the per-rule outcomes and six global ones.
+const COUNTERS: usize = OUTCOMES * MAX_RULES + 6;
 
 #[derive(Arbitrary, Debug)]
 struct Setup {
@@ -84,6 +89,7 @@ struct Setup {
     algorithm: u8,
     policy: u8,
     seed: (u64, u64),
+    fold_case: bool,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -109,7 +115,8 @@ struct Http {
 }
 
 /// Memory whose allocation ends exactly at the end of the view, so a read
-/// past `len` is a heap overflow AddressSanitizer reports.
+/// past `len` is a heap overflow AddressSanitizer reports (a `Vec` cannot
+/// both start 64-byte aligned and end there).
 struct Region {
     base: *mut u8,
     layout: Layout,
@@ -167,6 +174,7 @@ fn config(s: &Setup) -> Config {
             _ => Some(Algorithm::FixedWindow),
         },
         policy: Policy::from_u8(s.policy % 3).unwrap(),
+        fold_case: s.fold_case,
         dry_run: false,
     }
 }
@@ -184,7 +192,7 @@ fn fresh(s: &Setup) -> (Region, Config) {
     (r, config)
 }
 
-fn attach(r: &Region) -> Result<Limiter<'_>, Error> {
+fn attach(r: &Region) -> Result<Limiter<'_>, SetupError> {
     // SAFETY: the region is ours for its lifetime and used by nothing else.
     unsafe { Limiter::attach_raw(r.ptr(), r.len, CLERK, HandleOptions::default()) }
 }
@@ -201,21 +209,27 @@ fn write_word(r: &Region, w: usize, v: u64) {
 
 /// Well-formed: a decision's rule is one of the table's or none.
 fn sane(d: &ratecard::Decision) {
-    assert!(
-        d.rule == NO_RULE || (d.rule as usize) < CLERK.len(),
-        "{d:?}"
-    );
-    assert!(d.allowed || !d.exempt, "{d:?}");
-    if d.rule == NO_RULE {
-        assert!(d.allowed, "{d:?}");
+    assert!(d.rule.is_none_or(|r| r.index() < CLERK.len()), "{d:?}");
+    assert!(d.allowed() || d.is_limited(), "{d:?}");
+    match d.verdict {
+        Verdict::Unmatched => assert_eq!(*d, ratecard::Decision::UNMATCHED),
+        Verdict::Exempt => assert!(d.allowed() && d.rule.is_some(), "{d:?}"),
+        _ => assert!(d.rule.is_some_and(|r| d.matched.contains(r)), "{d:?}"),
     }
 }
 
-fn expect_request_error(e: Error) {
-    assert!(
-        matches!(e, Error::InvalidIp | Error::MissingSubject),
-        "unexpected error {e:?}"
-    );
+fn expect_request_error(e: CheckError) {
+    assert_eq!(e, CheckError::MissingSubject, "unexpected error");
+}
+
+/// The client address of fuzzed bytes: their first 16, or first 4, or none.
+fn client_ip(b: &[u8]) -> Option<IpAddr> {
+    if let Some(v6) = b.get(..16) {
+        return <[u8; 16]>::try_from(v6).ok().map(IpAddr::from);
+    }
+    b.get(..4)
+        .and_then(|v4| <[u8; 4]>::try_from(v4).ok())
+        .map(IpAddr::from)
 }
 
 fn drive(l: &Limiter<'_>, requests: &[Req]) {
@@ -230,7 +244,7 @@ fn drive(l: &Limiter<'_>, requests: &[Req]) {
                     },
                     method: &h.method,
                     path: &h.path,
-                    client_ip: &h.ip,
+                    client_ip: client_ip(&h.ip),
                     secret_key: &h.key,
                     tenant: &h.tenant,
                     cost: h.cost,
@@ -254,7 +268,7 @@ fn drive(l: &Limiter<'_>, requests: &[Req]) {
                     },
                     method: &h.method,
                     path: &h.path,
-                    client_ip: &h.ip,
+                    client_ip: client_ip(&h.ip),
                     secret_key: &h.key,
                     tenant: &h.tenant,
                     cost: h.cost,
@@ -266,7 +280,7 @@ fn drive(l: &Limiter<'_>, requests: &[Req]) {
                 }
             }
             Req::CheckKey(rule, key, cost, now) | Req::PeekKey(rule, key, cost, now) => {
-                let rule = rule % (CLERK.len() as u32 + 2);
+                let rule = RuleId((rule % (CLERK.len() as u32 + 2)) as u8);
                 let d = if matches!(r, Req::CheckKey(..)) {
                     l.check_key(rule, key, *cost, Nanos(*now))
                 } else {
@@ -274,14 +288,17 @@ fn drive(l: &Limiter<'_>, requests: &[Req]) {
                 };
                 match d {
                     Ok(d) => sane(&d),
-                    Err(e) => assert_eq!(e, Error::UnknownRule),
+                    Err(e) => {
+                        assert_eq!(e, CheckError::UnknownRule);
+                        assert!(rule.index() >= CLERK.len());
+                    }
                 }
             }
             Req::ResetKey(rule, key) => {
-                let rule = rule % (CLERK.len() as u32 + 2);
+                let rule = RuleId((rule % (CLERK.len() as u32 + 2)) as u8);
                 match l.reset_key(rule, key) {
                     Ok(n) => assert!(n <= 2),
-                    Err(e) => assert_eq!(e, Error::UnknownRule),
+                    Err(e) => assert_eq!(e, CheckError::UnknownRule),
                 }
             }
             Req::Stats => {
@@ -312,20 +329,21 @@ fuzz_target!(|case: Case| match case {
         let got = attach(&r).map(|_| ());
         if w < FIXED_AND_CHECKSUM {
             assert!(
-                matches!(got, Err(Error::Corrupt | Error::NotATable)),
+                matches!(got, Err(SetupError::Corrupt | SetupError::NotATable)),
                 "header word {w} {old:#x} -> {new:#x}: {got:?}"
             );
-        } else if w == STATE_WORD {
-            if new == STATE_READY {
-                assert!(got.is_ok());
+        } else if w == SEQ_WORD {
+            if new != 0 && new % 2 == 0 {
+                assert_eq!(got, Ok(()), "sequence word {old:#x} -> {new:#x}");
             } else {
-                assert!(
-                    matches!(got, Err(Error::Corrupt | Error::NotSeeded)),
-                    "state word {old:#x} -> {new:#x}: {got:?}"
+                assert_eq!(
+                    got,
+                    Err(SetupError::NotSeeded),
+                    "sequence word {old:#x} -> {new:#x}"
                 );
             }
         } else {
-            assert_eq!(got, Ok(()), "spare header word {w} changed");
+            assert_eq!(got, Ok(()), "unverified header word {w} changed");
         }
     }
     Case::Truncated { setup, cut } => {
@@ -336,7 +354,7 @@ fuzz_target!(|case: Case| match case {
         let src = full.bytes()[..short].to_vec();
         r.bytes().copy_from_slice(&src);
         let got = attach(&r).map(|_| ());
-        assert_eq!(got, Err(Error::TooSmall), "{short} of {len} bytes");
+        assert_eq!(got, Err(SetupError::TooSmall), "{short} of {len} bytes");
     }
     Case::Moved { setup, offset } => {
         let (mut full, _) = fresh(&setup);
@@ -345,7 +363,7 @@ fuzz_target!(|case: Case| match case {
         let src = full.bytes().to_vec();
         r.bytes().copy_from_slice(&src);
         let got = attach(&r).map(|_| ());
-        assert_eq!(got, Err(Error::Misaligned), "at offset {offset}");
+        assert_eq!(got, Err(SetupError::Misaligned), "at offset {offset}");
     }
     Case::Garbage {
         setup,
@@ -393,7 +411,7 @@ fuzz_target!(|case: Case| match case {
             for &(stripe, counter, value) in counters.iter().take(32) {
                 let at = HEADER_BYTES
                     + (stripe as usize % STRIPES) * STRIPE_BYTES
-                    + (counter as usize % (2 * ratecard::rule::MAX_RULES + 3)) * 8;
+                    + (counter as usize % COUNTERS) * 8;
                 mem[at..at + 8].copy_from_slice(&value.to_le_bytes());
             }
         }

@@ -12,7 +12,7 @@ use criterion::BenchmarkId;
 use ratecard::Nanos;
 use ratecard_benches::keys::KeySet;
 use ratecard_benches::peers;
-use ratecard_benches::setup::{capacity_for, keyed_rules, OwnedLimiter, KEYED_RULE};
+use ratecard_benches::setup::{capacity_for, keyed_rules, limiter, KEYED_RULE};
 
 use crate::Bench;
 
@@ -74,8 +74,7 @@ pub fn benches(c: &mut Bench) {
         for threads in [1, 2] {
             let mode = format!("{case}/{threads}-threads");
 
-            let owned = OwnedLimiter::new(keyed_rules(), capacity_for(2 * PER_THREAD));
-            let l = owned.get();
+            let l = &limiter(keyed_rules(), capacity_for(2 * PER_THREAD));
             g.bench_function(BenchmarkId::new(format!("ratecard/{mode}"), ws), |b| {
                 b.iter_custom(|iters| {
                     parallel(threads, iters, &|t, iters| {

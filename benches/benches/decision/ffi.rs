@@ -7,9 +7,9 @@ use core::mem::MaybeUninit;
 use core::ptr;
 use std::hint::black_box;
 
-use ratecard::{Decision, Error, Limiter, Nanos, Request};
+use ratecard::{CheckError, Decision, Limiter, Nanos, Request, RuleId};
 use ratecard_benches::setup::{
-    clerk_rules, frontend_request, OwnedLimiter, ALLOWED_STEP_NS, SEED_BYTES,
+    clerk_rules, frontend_request, limiter, ALLOWED_STEP_NS, CLIENT_IP, SEED_BYTES,
 };
 use ratecard_ffi::{
     ratecard_check, ratecard_check_key, ratecard_config, ratecard_config_default,
@@ -22,7 +22,7 @@ use crate::Bench;
 const CAPACITY: u32 = 1 << 12;
 const START: u64 = 1_000_000_000;
 /// The Frontend rule the keyed variants charge (5 per 10 s).
-const RULE: u32 = 0;
+const RULE: RuleId = RuleId(0);
 const KEY: &[u8] = b"203.0.113.7";
 
 type CCheck = unsafe extern "C" fn(
@@ -40,8 +40,8 @@ type CCheckKey = unsafe extern "C" fn(
     u64,
     *mut ratecard_decision,
 ) -> ratecard_status;
-type RustCheck<'l> = fn(&Limiter<'l>, &Request<'_>, Nanos) -> Result<Decision, Error>;
-type RustCheckKey<'l> = fn(&Limiter<'l>, u32, &[u8], u32, Nanos) -> Result<Decision, Error>;
+type RustCheck<'l> = fn(&Limiter<'l>, &Request<'_>, Nanos) -> Result<Decision, CheckError>;
+type RustCheckKey<'l> = fn(&Limiter<'l>, RuleId, &[u8], u32, Nanos) -> Result<Decision, CheckError>;
 
 /// A C handle on a library-allocated table; freed on drop.
 struct Handle(*mut ratecard_limiter);
@@ -72,16 +72,17 @@ impl Drop for Handle {
     }
 }
 
-/// The C view of a Rust request.
+/// The C view of a Rust request from [`CLIENT_IP`].
 fn c_request(r: &Request<'static>) -> ratecard_request {
+    assert_eq!(r.client_ip, Some(CLIENT_IP.into()));
     ratecard_request {
         api: RATECARD_API_FRONTEND,
         method: r.method.as_ptr(),
         method_len: r.method.len(),
         path: r.path.as_ptr(),
         path_len: r.path.len(),
-        client_ip: r.client_ip.as_ptr(),
-        client_ip_len: r.client_ip.len(),
+        client_ip: CLIENT_IP.as_ptr(),
+        client_ip_len: CLIENT_IP.len(),
         secret_key: ptr::null(),
         secret_key_len: 0,
         tenant: ptr::null(),
@@ -96,8 +97,7 @@ pub fn benches(c: &mut Bench) {
 
     // `now` steps by the rule's emission interval, so every call is allowed
     // and charges the slot. Each benchmark has its own table.
-    let owned = OwnedLimiter::new(clerk_rules(), CAPACITY);
-    let l = owned.get();
+    let l = &limiter(clerk_rules(), CAPACITY);
     let f: RustCheck<'_> = Limiter::check;
     let f = black_box(f);
     let mut now = START;
@@ -132,8 +132,7 @@ pub fn benches(c: &mut Bench) {
         })
     });
 
-    let owned = OwnedLimiter::new(clerk_rules(), CAPACITY);
-    let l = owned.get();
+    let l = &limiter(clerk_rules(), CAPACITY);
     let f: RustCheckKey<'_> = Limiter::check_key;
     let f = black_box(f);
     let mut now = START;
@@ -163,7 +162,7 @@ pub fn benches(c: &mut Bench) {
             let status = unsafe {
                 f(
                     black_box(handle.0),
-                    black_box(RULE),
+                    black_box(RULE.0 as u32),
                     key.as_ptr(),
                     key.len(),
                     black_box(1),

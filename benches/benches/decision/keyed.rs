@@ -12,11 +12,12 @@ use std::cell::{OnceCell, RefCell};
 use std::hint::black_box;
 
 use criterion::BenchmarkId;
+use ratecard::Limiter;
 use ratecard::Nanos;
 use ratecard_benches::floor::Floor;
 use ratecard_benches::keys::{Key, KeySet};
 use ratecard_benches::peers::{self, MapGcra};
-use ratecard_benches::setup::{capacity_for, keyed_rules, slots_for, OwnedLimiter, KEYED_RULE};
+use ratecard_benches::setup::{capacity_for, keyed_rules, limiter, slots_for, KEYED_RULE};
 
 use crate::{drive, Bench, Mode};
 
@@ -49,19 +50,19 @@ fn run<K: Key>(c: &mut Bench, ws: usize) {
     let mut g = c.benchmark_group("keyed");
     g.sample_size(20);
     {
-        let limiter: OnceCell<OwnedLimiter> = OnceCell::new();
-        let limiter = || {
-            limiter.get_or_init(|| {
-                let owned = OwnedLimiter::new(keyed_rules(), capacity);
+        let filled: OnceCell<Limiter<'static>> = OnceCell::new();
+        let filled = || {
+            filled.get_or_init(|| {
+                let l = limiter(keyed_rules(), capacity);
                 for k in &keys().bytes {
-                    let _ = owned.get().check_key(KEYED_RULE, k.as_ref(), 1, Nanos(NOW));
+                    let _ = l.check_key(KEYED_RULE, k.as_ref(), 1, Nanos(NOW));
                 }
-                owned
+                l
             })
         };
         for mode in Mode::ALL {
             g.bench_function(id::<K>("ratecard", mode, ws), |b| {
-                let l = limiter().get();
+                let l = filled();
                 drive(b, &keys().bytes, mode, |k| {
                     let d = l.check_key(
                         black_box(KEYED_RULE),
@@ -69,7 +70,7 @@ fn run<K: Key>(c: &mut Bench, ws: usize) {
                         black_box(1),
                         black_box(Nanos(NOW)),
                     );
-                    black_box(d).map_or(0, |d| d.allowed as u64)
+                    black_box(d).map_or(0, |d| d.allowed() as u64)
                 })
             });
         }

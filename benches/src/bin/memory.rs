@@ -11,10 +11,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
-use ratecard::{Limiter, Nanos, Quota, Rule, RuleTable, Scope};
+use ratecard::{Limiter, Nanos, Quota, Rule, RuleId, RuleTable, Scope};
 use ratecard_benches::keys::{Key, KeySet};
 use ratecard_benches::peers;
-use ratecard_benches::setup::{OwnedLimiter, MAX_OCCUPANCY};
+use ratecard_benches::setup::{limiter, MAX_OCCUPANCY};
 
 /// Bytes allocated and not yet freed, process-wide.
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -118,8 +118,7 @@ impl Filled {
 /// Fill a 2^20-slot table with distinct keys of kind `K` until 85% of its
 /// slots are live (or keys run out).
 fn ratecard_filled<K: Key>() -> Filled {
-    let owned = OwnedLimiter::new(RuleTable::new(&RULES), CAPACITY);
-    let l = owned.get();
+    let l = limiter(RuleTable::new(&RULES), CAPACITY);
     let bytes = Limiter::bytes_for(CAPACITY).unwrap_or(0);
     let target = (MAX_OCCUPANCY * l.stats().capacity as f64).ceil() as u64;
     let mut inserted = 0;
@@ -129,7 +128,7 @@ fn ratecard_filled<K: Key>() -> Filled {
         let batch = (target - stats.occupancy) as usize;
         for i in inserted..inserted + batch {
             let key = K::nth(i as u64).bytes();
-            let _ = l.check_key(0, key.as_ref(), 1, Nanos(1_000_000_000));
+            let _ = l.check_key(RuleId(0), key.as_ref(), 1, Nanos(1_000_000_000));
         }
         inserted += batch;
         stats = l.stats();
@@ -139,7 +138,7 @@ fn ratecard_filled<K: Key>() -> Filled {
         live: stats.occupancy,
         capacity: stats.capacity,
         inserted,
-        evicted: stats.evicted,
+        evicted: stats.evicted_in_debt,
     }
 }
 

@@ -1,23 +1,28 @@
 //! An independent reference model of DESIGN.md's "Semantics", shared by
-//! `reference_model.rs` (driven by proptest) and the fuzz target `engine`
-//! (included with `#[path]`).
+//! `reference_model.rs` (driven by proptest), the other suites that need
+//! Clerk's quotas, and the fuzz target `engine` (included with `#[path]`).
 //!
 //! The model is written from the formulas alone: virtual scheduling on a
 //! u128 TAT (or a window index and count) per (rule, subject) in an
 //! unbounded `HashMap`. It shares no code with the engine: which rules a
 //! request matches comes from a hand-written list of (method, path, rules)
-//! below, not from `route::classify`, and quotas are copied from DESIGN.md's
-//! table. The engine's rule indices are mapped to names through `CLERK`.
+//! below, not from the engine's router, and quotas are copied from
+//! DESIGN.md's table: [`ROWS`] is the tests' one copy of Clerk's table. The
+//! engine's rule indices are mapped to names through `CLERK`.
 //!
 //! Wherever DESIGN.md leaves a choice open (ties between binding rules), the
 //! model accepts every rule the contract allows, and then checks the
 //! engine's chosen rule's numbers exactly.
 #![allow(dead_code)]
 
+pub mod route;
+
 use ratecard::{
-    Algorithm, Api, Config, Decision, Error, InstanceKind, Nanos, Request, CLERK, NO_RULE,
+    Algorithm, Api, CheckError, Config, Decision, InstanceKind, Nanos, Request, RuleId, RuleSet,
+    Verdict as Outcome, CLERK,
 };
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -38,23 +43,23 @@ pub struct Row {
 
 const H: u64 = 3_600 * SEC;
 pub const ROWS: &[Row] = &[
-    row("fapi.sign_ins.create", Scope::Ip, 5, 10 * SEC),
-    row("fapi.sign_ups.create", Scope::Ip, 5, 10 * SEC),
-    row("fapi.sign_ins.attempt", Scope::Ip, 3, 10 * SEC),
-    row("fapi.sign_ups.attempt", Scope::Ip, 3, 10 * SEC),
-    row("bapi.instance.production", Scope::Instance, 1000, 10 * SEC),
-    row("bapi.instance.development", Scope::Instance, 100, 10 * SEC),
-    row("bapi.jwks", Scope::Instance, 0, 0),
-    row("bapi.invitations.create", Scope::Instance, 100, H),
-    row("bapi.invitations.bulk", Scope::Instance, 25, H),
-    row("bapi.org_invitations.create", Scope::Instance, 250, H),
-    row("bapi.org_invitations.bulk", Scope::Instance, 50, H),
-    row("bapi.users.update", Scope::Instance, 10, 10 * SEC),
-    row("bapi.organizations.update", Scope::Instance, 10, 10 * SEC),
-    row("bapi.memberships.update", Scope::Instance, 10, 10 * SEC),
+    row_("fapi.sign_ins.create", Scope::Ip, 5, 10 * SEC),
+    row_("fapi.sign_ups.create", Scope::Ip, 5, 10 * SEC),
+    row_("fapi.sign_ins.attempt", Scope::Ip, 3, 10 * SEC),
+    row_("fapi.sign_ups.attempt", Scope::Ip, 3, 10 * SEC),
+    row_("bapi.instance.production", Scope::Instance, 1000, 10 * SEC),
+    row_("bapi.instance.development", Scope::Instance, 100, 10 * SEC),
+    row_("bapi.jwks", Scope::Instance, 0, 0),
+    row_("bapi.invitations.create", Scope::Instance, 100, H),
+    row_("bapi.invitations.bulk", Scope::Instance, 25, H),
+    row_("bapi.org_invitations.create", Scope::Instance, 250, H),
+    row_("bapi.org_invitations.bulk", Scope::Instance, 50, H),
+    row_("bapi.users.update", Scope::Instance, 10, 10 * SEC),
+    row_("bapi.organizations.update", Scope::Instance, 10, 10 * SEC),
+    row_("bapi.memberships.update", Scope::Instance, 10, 10 * SEC),
 ];
 
-pub const fn row(name: &'static str, scope: Scope, limit: u32, period: u64) -> Row {
+const fn row_(name: &'static str, scope: Scope, limit: u32, period: u64) -> Row {
     Row {
         name,
         scope,
@@ -64,12 +69,20 @@ pub const fn row(name: &'static str, scope: Scope, limit: u32, period: u64) -> R
 }
 
 pub fn row_of(name: &str) -> usize {
-    ROWS.iter().position(|r| r.name == name).unwrap()
+    ROWS.iter()
+        .position(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no row {name}"))
+}
+
+/// The row named `name`.
+pub fn row(name: &str) -> &'static Row {
+    &ROWS[row_of(name)]
 }
 
 /// The engine's index of a rule, by name.
-pub fn engine_index(name: &str) -> u32 {
-    CLERK.rules().iter().position(|r| r.name == name).unwrap() as u32
+pub fn engine_index(name: &str) -> RuleId {
+    let i = CLERK.rules().iter().position(|r| r.name == name).unwrap();
+    RuleId(i as u8)
 }
 
 // --- requests, written by hand --------------------------------------------
@@ -77,39 +90,40 @@ pub fn engine_index(name: &str) -> u32 {
 /// `"I"` stands for the instance row of the request's kind.
 pub const INSTANCE: &str = "I";
 
+/// Matched rows and their subject captures (decoded).
+pub type Rows = &'static [(&'static str, &'static [&'static [u8]])];
+
 pub struct Endpoint {
     pub api: Api,
     pub method: &'static [u8],
     pub path: &'static [u8],
     /// Matched rows and their subject captures (decoded).
-    pub rules: &'static [(&'static str, &'static [&'static [u8]])],
+    pub rules: Rows,
     pub exempt: bool,
+    /// The rows matched instead under `Config::fold_case`, where that
+    /// differs.
+    pub folded: Option<Rows>,
 }
 
-pub const fn fe(
-    path: &'static [u8],
-    rules: &'static [(&'static str, &'static [&'static [u8]])],
-) -> Endpoint {
+pub const fn fe(path: &'static [u8], rules: Rows) -> Endpoint {
     Endpoint {
         api: Api::Frontend,
         method: b"POST",
         path,
         rules,
         exempt: false,
+        folded: None,
     }
 }
 
-pub const fn be(
-    method: &'static [u8],
-    path: &'static [u8],
-    rules: &'static [(&'static str, &'static [&'static [u8]])],
-) -> Endpoint {
+pub const fn be(method: &'static [u8], path: &'static [u8], rules: Rows) -> Endpoint {
     Endpoint {
         api: Api::Backend,
         method,
         path,
         rules,
         exempt: false,
+        folded: None,
     }
 }
 
@@ -286,6 +300,77 @@ pub const ORGS: &[Endpoint] = &[
     ),
 ];
 
+/// Path spellings upstream servers route like the plain path (issue 11):
+/// `;` path parameters (raw or encoded) cannot be made canonical and are
+/// charged to every limited rule of the method; a format suffix is charged
+/// like its stem (never exempt that way); an absolute-form target is read
+/// from its path; upper-case literals match only under `fold_case`, and a
+/// captured id keeps its case.
+pub const SPELLINGS: &[Endpoint] = &[
+    fe(b"/v1/client/sign_ins;jsessionid=1", ALL_FRONTEND_POST),
+    fe(b"/v1;x/client/sign_ins", ALL_FRONTEND_POST),
+    fe(
+        b"/v1/client/sign_ins/sia_1/attempt_first_factor;x",
+        ALL_FRONTEND_POST,
+    ),
+    fe(b"/v1/client/sign_ins%3bx", ALL_FRONTEND_POST),
+    fe(b"/v1/client/sign_ins.json", SIGN_IN),
+    fe(
+        b"/v1/client/sign_ins/sia_1/attempt_first_factor.json",
+        SIGN_IN_ATTEMPT,
+    ),
+    fe(b"http://host/v1/client/sign_ins", SIGN_IN),
+    fe(b"HTTPS://user@host:8443/v1//client/sign_ins/?x=1", SIGN_IN),
+    Endpoint {
+        folded: Some(SIGN_IN),
+        ..fe(b"/V1/client/SIGN_INS", &[])
+    },
+    be(
+        b"PATCH",
+        b"/v1/users/user_1;x",
+        &[
+            (INSTANCE, &[]),
+            ("bapi.users.update", &[]),
+            ("bapi.organizations.update", &[]),
+            ("bapi.memberships.update", &[]),
+        ],
+    ),
+    be(
+        b"PATCH",
+        b"/v1/users/user_1;y",
+        &[
+            (INSTANCE, &[]),
+            ("bapi.users.update", &[]),
+            ("bapi.organizations.update", &[]),
+            ("bapi.memberships.update", &[]),
+        ],
+    ),
+    be(
+        b"PATCH",
+        b"/v1/users/user_1.json",
+        &[(INSTANCE, &[]), ("bapi.users.update", &[b"user_1"])],
+    ),
+    be(
+        b"PUT",
+        b"/v1/users/user_2/metadata.xml",
+        &[(INSTANCE, &[]), ("bapi.users.update", &[b"user_2"])],
+    ),
+    be(
+        b"PATCH",
+        b"http://api.example/v1/users/user_1?x",
+        &[(INSTANCE, &[]), ("bapi.users.update", &[b"user_1"])],
+    ),
+    be(b"GET", b"/v1/jwks.json", ONLY_INSTANCE),
+    Endpoint {
+        folded: Some(&[(INSTANCE, &[]), ("bapi.users.update", &[b"User_1"])]),
+        ..be(b"PATCH", b"/V1/Users/User_1", ONLY_INSTANCE)
+    },
+    Endpoint {
+        folded: Some(&[(INSTANCE, &[]), ("bapi.users.update", &[b"user_1"])]),
+        ..be(b"PATCH", b"/v1/USERS/user_1", ONLY_INSTANCE)
+    },
+];
+
 pub const KEYS: &[Option<&[u8]>] = &[
     None,
     Some(b"sk_live_AAAAAAAAAAAAAAAAAAAAAAAA"),
@@ -318,11 +403,14 @@ pub enum Variant {
     Pace,
     FixedWindow,
     Ipv6Slash128,
+    FoldCase,
 }
 
 pub fn config(v: Variant) -> Config {
     let mut c = Config {
-        capacity: 1 << 16,
+        // Room for every key a walk makes (a few hundred) at low load, and
+        // small enough that a scan of its slots (`stats().occupancy`) is cheap.
+        capacity: 1 << 12,
         ..Config::DEFAULT
     };
     match v {
@@ -331,6 +419,7 @@ pub fn config(v: Variant) -> Config {
         Variant::Pace => c.pace = true,
         Variant::FixedWindow => c.algorithm = Some(Algorithm::FixedWindow),
         Variant::Ipv6Slash128 => c.ipv6_prefix = 128,
+        Variant::FoldCase => c.fold_case = true,
     }
     c
 }
@@ -408,19 +497,24 @@ pub struct Req<'a> {
 }
 
 impl<'a> Req<'a> {
-    /// A request to `endpoint`.
+    /// A request to `endpoint` on a limiter configured as `variant`.
     pub fn new(
         endpoint: &'a Endpoint,
+        variant: Variant,
         ip: &'a [u8],
         key: Option<&'a [u8]>,
         tenant: &'a [u8],
         cost: u32,
     ) -> Req<'a> {
+        let rules = match (variant, endpoint.folded) {
+            (Variant::FoldCase, Some(folded)) => folded,
+            _ => endpoint.rules,
+        };
         Req {
             api: endpoint.api,
             method: endpoint.method,
             path: endpoint.path,
-            rules: endpoint.rules,
+            rules,
             exempt: endpoint.exempt,
             ip,
             key,
@@ -434,11 +528,21 @@ impl<'a> Req<'a> {
             api: self.api,
             method: self.method,
             path: self.path,
-            client_ip: self.ip,
+            client_ip: ip_addr(self.ip),
             secret_key: self.key.unwrap_or(b""),
             tenant: self.tenant,
             cost: self.cost,
         }
+    }
+}
+
+/// The address of 4 or 16 network-order bytes; none for no bytes.
+pub fn ip_addr(ip: &[u8]) -> Option<IpAddr> {
+    match ip.len() {
+        0 => None,
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(ip).unwrap())),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(ip).unwrap())),
+        n => unreachable!("an IP of {n} bytes"),
     }
 }
 
@@ -495,7 +599,7 @@ impl Model {
     }
 
     /// The keys of every rule `req` matches, or the error it must give.
-    pub fn keys(&self, req: &Req) -> Result<Vec<Key>, Error> {
+    pub fn keys(&self, req: &Req) -> Result<Vec<Key>, CheckError> {
         let key = req
             .key
             .map(|k| k.strip_prefix(b"Bearer ").unwrap_or(k))
@@ -510,14 +614,14 @@ impl Model {
             let subject = match ROWS[row].scope {
                 Scope::Ip => {
                     if req.ip.is_empty() {
-                        return Err(Error::MissingSubject);
+                        return Err(CheckError::MissingSubject);
                     }
                     Subject::Client(req.tenant.to_vec(), self.ip_bytes(req.ip))
                 }
                 Scope::Instance if !req.tenant.is_empty() => Subject::Tenant(req.tenant.to_vec()),
                 Scope::Instance if !key.is_empty() => Subject::Key(key.to_vec()),
                 Scope::Instance if !req.ip.is_empty() => Subject::Ip(self.ip_bytes(req.ip)),
-                Scope::Instance => return Err(Error::MissingSubject),
+                Scope::Instance => return Err(CheckError::MissingSubject),
             };
             out.push((row, subject, captures.iter().map(|c| c.to_vec()).collect()));
         }
@@ -598,7 +702,7 @@ impl Model {
     }
 
     /// Decide `req` at `now`; apply it unless `peek`.
-    pub fn decide(&mut self, req: &Req, now: u64, peek: bool) -> Result<Expect, Error> {
+    pub fn decide(&mut self, req: &Req, now: u64, peek: bool) -> Result<Expect, CheckError> {
         if req.exempt {
             return Ok(Expect::Exempt(row_of(req.rules[0].0)));
         }
@@ -657,7 +761,7 @@ impl Model {
     }
 
     /// Forget every matched rule's state for this subject; how many existed.
-    pub fn reset(&mut self, req: &Req) -> Result<u32, Error> {
+    pub fn reset(&mut self, req: &Req) -> Result<u32, CheckError> {
         if req.exempt || req.rules.is_empty() {
             return Ok(0);
         }
@@ -670,22 +774,26 @@ impl Model {
 }
 
 pub fn agree(expect: &Expect, d: &Decision) -> Result<(), String> {
-    let name = |i: u32| CLERK.rules().get(i as usize).map_or("-", |r| r.name);
-    let zero_fields = d.limit == 0
-        && d.remaining == 0
-        && d.reset == Nanos(0)
-        && d.retry_after == Nanos(0)
-        && d.retry_after_secs == 0
-        && !d.never_fits
-        && !d.dry_run_denied;
+    let name = |i: Option<RuleId>| {
+        i.and_then(|i| CLERK.rules().get(i.index()))
+            .map_or("-", |r| r.name)
+    };
+    let zero_fields = d.limit == 0 && d.remaining == 0 && d.reset == Nanos(0) && !d.dry_run;
     match expect {
         Expect::NoRule => {
-            if d.rule != NO_RULE || !d.allowed || d.exempt || !zero_fields || d.matched != 0 {
-                return Err("expected no rule".into());
+            if *d != Decision::UNMATCHED {
+                return Err("expected no rule (Decision::UNMATCHED)".into());
             }
         }
         Expect::Exempt(row) => {
-            if d.rule != engine_index(ROWS[*row].name) || !d.allowed || !d.exempt || !zero_fields {
+            let id = engine_index(ROWS[*row].name);
+            if d.verdict != Outcome::Exempt
+                || d.rule != Some(id)
+                || !d.allowed()
+                || !zero_fields
+                || !d.matched.contains(id)
+                || d.retry_after_secs().is_some()
+            {
                 return Err(format!("expected exempt under {}", ROWS[*row].name));
             }
         }
@@ -695,45 +803,59 @@ pub fn agree(expect: &Expect, d: &Decision) -> Result<(), String> {
             binding,
             matched,
         } => {
-            if d.allowed != *allowed || d.never_fits != *never_fits || d.exempt || d.dry_run_denied
-            {
-                return Err(format!(
-                    "expected allowed={allowed} never_fits={never_fits}"
-                ));
+            if d.allowed() != *allowed || d.dry_run {
+                return Err(format!("expected allowed={allowed}"));
             }
             let mask = matched
                 .iter()
-                .fold(0u64, |m, &r| m | 1 << engine_index(ROWS[r].name));
+                .fold(RuleSet::EMPTY, |m, &r| m.with(engine_index(ROWS[r].name)));
             if d.matched != mask {
-                return Err(format!("expected matched mask {mask:#x}"));
+                return Err(format!("expected matched set {mask:?}"));
             }
             let Some(&(row, v)) = binding.iter().find(|(r, _)| ROWS[*r].name == name(d.rule))
             else {
                 let names: Vec<_> = binding.iter().map(|(r, _)| ROWS[*r].name).collect();
                 return Err(format!("binding rule must be one of {names:?}"));
             };
-            let retry_secs = if *allowed || *never_fits {
-                0
+            let kind = if *allowed {
+                "allowed"
+            } else if *never_fits {
+                "never fits"
             } else {
-                v.retry_after.div_ceil(SEC as u128).max(1) as u32
+                "limited"
+            };
+            let got_kind = match d.verdict {
+                Outcome::Allowed => "allowed",
+                Outcome::NeverFits => "never fits",
+                Outcome::Limited { .. } => "limited",
+                Outcome::Exempt => "exempt",
+                Outcome::Unmatched => "unmatched",
+            };
+            let (retry, retry_secs) = if *allowed || *never_fits {
+                (None, None)
+            } else {
+                let secs = v.retry_after.div_ceil(SEC as u128).max(1) as u32;
+                (Some(v.retry_after), Some(secs))
             };
             let want = (
+                kind,
                 ROWS[row].limit,
                 v.remaining,
                 v.reset,
-                v.retry_after,
+                retry,
                 retry_secs,
             );
             let got = (
+                got_kind,
                 d.limit,
                 d.remaining as u64,
                 d.reset.0 as u128,
-                d.retry_after.0 as u128,
-                d.retry_after_secs,
+                d.retry_after().map(|r| r.0 as u128),
+                d.retry_after_secs(),
             );
             if want != got {
                 return Err(format!(
-                    "{}: (limit, remaining, reset, retry_after, retry_after_secs) expected {want:?}, got {got:?}",
+                    "{}: (verdict, limit, remaining, reset, retry_after, retry_after_secs) expected {want:?}, got {got:?}",
                     ROWS[row].name
                 ));
             }
