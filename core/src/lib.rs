@@ -17,6 +17,7 @@ pub mod gcra;
 pub mod hash;
 pub mod limiter;
 pub mod quota;
+pub mod remote;
 pub mod route;
 pub mod router;
 pub mod rule;

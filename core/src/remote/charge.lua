@@ -1,0 +1,230 @@
+-- ratecard: charge every matched rule of one request, all or nothing.
+-- Reply format 1. Runs on any Redis-compatible server with Lua scripting
+-- (Redis 5 to 7, Valkey, KeyDB, Dragonfly); no module.
+--
+-- KEYS[1..n]  one key per matched rule (n >= 1), all in one hash slot.
+-- ARGV[1]     flags: 0, or 1 = peek (decide, write nothing at all).
+-- ARGV[2]     cost, 1 .. 2^32-1.
+-- ARGV[3..4]  the clock: both empty = the server's TIME; else whole seconds
+--             (0 .. 4e9) and nanoseconds (0 .. 999999999) of the caller's
+--             wall clock since the Unix epoch.
+-- Then 3 per rule i, at ARGV[3i+2 .. 3i+4]:
+--   "g", T, burst    GCRA: emission interval T ns (>= 1), burst (1 .. 2^32-1),
+--                    T * burst <= 2^51.
+--   "w", limit, P    fixed window: limit (1 .. 2^32-1) per P ns, P a whole
+--                    number of microseconds, 1000 <= P <= 2^51.
+--
+-- Reply: an array of 2 + 4n integers: 1 (the format), committed (1 when the
+-- new states were stored), then per rule {code, remaining, reset_ns,
+-- retry_after_ns}; code 1 = conforms, 0 = denied, 2 = never fits (cost
+-- above the burst or the limit).
+-- Errors: "RATECARD BADARG i" (ARGV[i] invalid; 0 = the counts),
+-- "RATECARD BADSTATE i" (KEYS[i] holds a value this script never writes),
+-- "RATECARD BADCLOCK 0" (the server's TIME is out of range); a key of another
+-- type gives the server's WRONGTYPE.
+--
+-- Stored states (every SET has PX = ceil(reset / 1 ms), so a key is gone
+-- exactly when its quota is whole again and an absent key is a fresh one):
+--   GCRA: the TAT, ns since the epoch, in decimal (Redis keeps it as one
+--         machine integer).
+--   window: "index:count", index = floor(now / P), never wrapped.
+--
+-- The math is core/src/gcra.rs `decide` and core/src/window.rs `decide`.
+-- Exactness: Lua numbers are doubles, exact for integers below 2^53. The
+-- clock stays split in (s, ns) and the TAT string is split the same way, so
+-- no absolute nanosecond count is ever a number. GCRA works on TAT - now,
+-- which is exact when |TAT - now| < 5e6 s; further ahead is wild (beyond
+-- 2 * 2^51 ns), further behind is replenished. Every other GCRA quantity is
+-- at most 3 * 2^51 ns. Windows work in microseconds: now_us <= 4e15 < 2^52.
+-- floor(a / b) and ceil(a / b) are exact for integers 0 <= a < 2^53: a
+-- quotient that is not an integer is at least 1/b from one, and the
+-- rounding error is at most a / (b * 2^53) < 1/b.
+
+local KEYS, ARGV = KEYS, ARGV
+local call, tonumber, floor, ceil = redis.call, tonumber, math.floor, math.ceil
+local match, format = string.match, string.format
+
+local MAX_SPAN = 2251799813685248 -- 2^51 ns, about 26 days
+local MAX_U32 = 4294967295
+
+local function fail(what, i)
+  return redis.error_reply("RATECARD " .. what .. " " .. i)
+end
+
+-- `x` as an integer in [lo, hi], or nil (also for nan, inf and non-numbers).
+local function int(x, lo, hi)
+  x = tonumber(x)
+  if x and x >= lo and x <= hi and x == floor(x) then
+    return x
+  end
+end
+
+local n = #KEYS
+if n < 1 or #ARGV ~= 4 + 3 * n then
+  return fail("BADARG", 0)
+end
+local flags = int(ARGV[1], 0, 1)
+if not flags then
+  return fail("BADARG", 1)
+end
+local peek = flags == 1
+local cost = int(ARGV[2], 1, MAX_U32)
+if not cost then
+  return fail("BADARG", 2)
+end
+
+local s, ns -- now: whole seconds and nanoseconds since the epoch
+if ARGV[3] == "" and ARGV[4] == "" then
+  -- Redis < 7 replicates a script verbatim unless told to replicate its
+  -- effects, and refuses writes after TIME in verbatim mode.
+  if redis.replicate_commands then
+    redis.replicate_commands()
+  end
+  local t = call("TIME")
+  s, ns = int(t[1], 0, 4e9), int(t[2], 0, 999999)
+  if not (s and ns) then
+    return fail("BADCLOCK", 0)
+  end
+  ns = ns * 1000
+else
+  s = int(ARGV[3], 0, 4e9)
+  if not s then
+    return fail("BADARG", 3)
+  end
+  ns = int(ARGV[4], 0, 999999999)
+  if not ns then
+    return fail("BADARG", 4)
+  end
+end
+local sub_us = ns % 1000
+local now_us = s * 1e6 + (ns - sub_us) / 1000
+
+local r = { 1, 0 } -- the reply
+local put = {} -- per rule: the state to store, if any
+local ttl = {} -- per rule: its PX
+local all = true -- every rule conforms
+
+for i = 1, n do
+  local a = 3 * i + 2
+  local alg = ARGV[a]
+  local v = call("GET", KEYS[i])
+  local code, left, reset, retry
+  if alg == "g" then
+    local t = int(ARGV[a + 1], 1, MAX_SPAN)
+    if not t then
+      return fail("BADARG", a + 1)
+    end
+    local burst = int(ARGV[a + 2], 1, MAX_U32)
+    local span = burst and t * burst -- tau + T
+    if not burst or span > MAX_SPAN then
+      return fail("BADARG", a + 2)
+    end
+    local d = 0 -- TAT - now in ns; any d <= 0 decides alike
+    if v then
+      local hi, lo = match(v, "^(%d*)(%d%d%d%d%d%d%d%d%d)$")
+      if not hi then
+        return fail("BADSTATE", i)
+      end
+      local ds = (tonumber(hi) or 0) - s
+      if ds > 5e6 then
+        d = 1 / 0
+      elseif ds >= -5e6 then
+        d = ds * 1e9 + (tonumber(lo) - ns)
+      end
+    end
+    local wild = 2 * span
+    if wild < span + 1e9 then
+      wild = span + 1e9
+    end
+    local clamped = d > wild
+    if clamped then
+      d = span -- only a wild clock puts a TAT there: one burst ahead
+    elseif d < 0 then
+      d = 0
+    end
+    -- d is now max(TAT, now) - now
+    local new = d + cost * t
+    if cost > burst then
+      code, reset, retry = 2, d, 0
+    elseif new <= span then
+      code, left, reset, retry = 1, floor((span - new) / t), new, 0
+    else
+      code, reset, retry = 0, d, new - span
+    end
+    if code ~= 1 then
+      left = d < span and floor((span - d) / t) or 0
+    end
+    if code == 1 or clamped then
+      local at = ns + reset -- the new TAT is now + reset
+      local carry = floor(at / 1e9)
+      put[i] = format("%d%09d", s + carry, at - carry * 1e9)
+      ttl[i] = ceil(reset / 1e6)
+    end
+  elseif alg == "w" then
+    local limit = int(ARGV[a + 1], 1, MAX_U32)
+    if not limit then
+      return fail("BADARG", a + 1)
+    end
+    local p = int(ARGV[a + 2], 1000, MAX_SPAN)
+    if not p or p % 1000 ~= 0 then
+      return fail("BADARG", a + 2)
+    end
+    local p_us = p / 1000
+    local cur = floor(now_us / p_us)
+    local idx, count, ahead, clamped = cur, 0, 0, false
+    if v then
+      local vi, vc = match(v, "^(%d+):(%d+)$")
+      if not vi then
+        return fail("BADSTATE", i)
+      end
+      vi, vc = tonumber(vi), tonumber(vc)
+      local k = vi - cur
+      if vc > 0 and k >= 0 then
+        if k <= 2 then
+          -- the current window, or one the clock stepped back from
+          idx, count, ahead = vi, vc, k
+        else
+          -- only a wild clock puts a window there: the current one, full
+          count, clamped = limit, true
+        end
+      end
+    end
+    reset = (ahead + 1) * p - ((now_us - cur * p_us) * 1000 + sub_us)
+    left = limit - count
+    if left < 0 then
+      left = 0
+    end
+    if cost > limit then
+      code, retry = 2, 0
+    elseif cost <= left then
+      code, left, retry = 1, left - cost, 0
+      count = count + cost
+    else
+      code, retry = 0, reset
+    end
+    if code == 1 or clamped then
+      put[i] = format("%d:%d", idx, count)
+      ttl[i] = ceil(reset / 1e6)
+    end
+  else
+    return fail("BADARG", a)
+  end
+  if code ~= 1 then
+    all = false
+  end
+  r[4 * i - 1], r[4 * i], r[4 * i + 1], r[4 * i + 2] = code, left, reset, retry
+end
+
+if not peek then
+  -- All conform: store every new state. Else only the wild clamps.
+  for i = 1, n do
+    local value = put[i]
+    if value and (all or r[4 * i - 1] ~= 1) then
+      call("SET", KEYS[i], value, "PX", ttl[i])
+    end
+  end
+  if all then
+    r[2] = 1
+  end
+end
+return r
