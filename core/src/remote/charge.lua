@@ -42,35 +42,26 @@
 
 local KEYS, ARGV = KEYS, ARGV
 local call, tonumber, floor, ceil = redis.call, tonumber, math.floor, math.ceil
-local match, format = string.match, string.format
-
 local MAX_SPAN = 2251799813685248 -- 2^51 ns, about 26 days
 local MAX_U32 = 4294967295
 
-local function fail(what, i)
-  return redis.error_reply("RATECARD " .. what .. " " .. i)
-end
-
--- `x` as an integer in [lo, hi], or nil (also for nan, inf and non-numbers).
-local function int(x, lo, hi)
-  x = tonumber(x)
-  if x and x >= lo and x <= hi and x == floor(x) then
-    return x
-  end
-end
-
+-- Every check below is written out, not called: this runs on every request.
+-- `x and x >= lo and x <= hi and x % 1 == 0` also refuses nil, nan and inf.
 local n = #KEYS
 if n < 1 or #ARGV ~= 4 + 3 * n then
-  return fail("BADARG", 0)
+  return redis.error_reply("RATECARD BADARG 0")
 end
-local flags = int(ARGV[1], 0, 1)
-if not flags then
-  return fail("BADARG", 1)
+local peek = ARGV[1]
+if peek == "1" then
+  peek = true
+elseif peek == "0" then
+  peek = false
+else
+  return redis.error_reply("RATECARD BADARG 1")
 end
-local peek = flags == 1
-local cost = int(ARGV[2], 1, MAX_U32)
-if not cost then
-  return fail("BADARG", 2)
+local cost = tonumber(ARGV[2])
+if not (cost and cost >= 1 and cost <= MAX_U32 and cost % 1 == 0) then
+  return redis.error_reply("RATECARD BADARG 2")
 end
 
 local s, ns -- now: whole seconds and nanoseconds since the epoch
@@ -81,55 +72,51 @@ if ARGV[3] == "" and ARGV[4] == "" then
     redis.replicate_commands()
   end
   local t = call("TIME")
-  s, ns = int(t[1], 0, 4e9), int(t[2], 0, 999999)
-  if not (s and ns) then
-    return fail("BADCLOCK", 0)
+  s, ns = tonumber(t[1]), tonumber(t[2])
+  if not (s and s <= 4e9 and ns) then
+    return redis.error_reply("RATECARD BADCLOCK 0")
   end
   ns = ns * 1000
 else
-  s = int(ARGV[3], 0, 4e9)
-  if not s then
-    return fail("BADARG", 3)
+  s, ns = tonumber(ARGV[3]), tonumber(ARGV[4])
+  if not (s and s >= 0 and s <= 4e9 and s % 1 == 0) then
+    return redis.error_reply("RATECARD BADARG 3")
   end
-  ns = int(ARGV[4], 0, 999999999)
-  if not ns then
-    return fail("BADARG", 4)
+  if not (ns and ns >= 0 and ns <= 999999999 and ns % 1 == 0) then
+    return redis.error_reply("RATECARD BADARG 4")
   end
 end
-local sub_us = ns % 1000
-local now_us = s * 1e6 + (ns - sub_us) / 1000
 
-local r = { 1, 0 } -- the reply
-local put = {} -- per rule: the state to store, if any
-local ttl = {} -- per rule: its PX
+-- The reply, sized for one rule up front; put[i]: the state to store for
+-- rule i, if any, with PX = ceil(reset / 1 ms).
+local r, put = { 1, 0, 0, 0, 0, 0 }, {}
 local all = true -- every rule conforms
 
 for i = 1, n do
   local a = 3 * i + 2
-  local alg = ARGV[a]
+  local alg, p1, p2 = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local v = call("GET", KEYS[i])
   local code, left, reset, retry
   if alg == "g" then
-    local t = int(ARGV[a + 1], 1, MAX_SPAN)
-    if not t then
-      return fail("BADARG", a + 1)
+    local t, burst = p1, p2
+    if not (t and t >= 1 and t <= MAX_SPAN and t % 1 == 0) then
+      return redis.error_reply("RATECARD BADARG " .. a + 1)
     end
-    local burst = int(ARGV[a + 2], 1, MAX_U32)
     local span = burst and t * burst -- tau + T
-    if not burst or span > MAX_SPAN then
-      return fail("BADARG", a + 2)
+    if not (burst and burst >= 1 and burst <= MAX_U32 and burst % 1 == 0 and span <= MAX_SPAN) then
+      return redis.error_reply("RATECARD BADARG " .. a + 2)
     end
     local d = 0 -- TAT - now in ns; any d <= 0 decides alike
     if v then
-      local hi, lo = match(v, "^(%d*)(%d%d%d%d%d%d%d%d%d)$")
-      if not hi then
-        return fail("BADSTATE", i)
+      -- Digits only, at least nine: seconds, then nine digits of nanoseconds.
+      if #v < 9 or not string.find(v, "^%d+$") then
+        return redis.error_reply("RATECARD BADSTATE " .. i)
       end
-      local ds = (tonumber(hi) or 0) - s
+      local ds = (tonumber(string.sub(v, 1, -10)) or 0) - s
       if ds > 5e6 then
         d = 1 / 0
       elseif ds >= -5e6 then
-        d = ds * 1e9 + (tonumber(lo) - ns)
+        d = ds * 1e9 + (tonumber(string.sub(v, -9)) - ns)
       end
     end
     local wild = 2 * span
@@ -157,25 +144,25 @@ for i = 1, n do
     if code == 1 or clamped then
       local at = ns + reset -- the new TAT is now + reset
       local carry = floor(at / 1e9)
-      put[i] = format("%d%09d", s + carry, at - carry * 1e9)
-      ttl[i] = ceil(reset / 1e6)
+      put[i] = string.format("%d%09d", s + carry, at - carry * 1e9)
     end
   elseif alg == "w" then
-    local limit = int(ARGV[a + 1], 1, MAX_U32)
-    if not limit then
-      return fail("BADARG", a + 1)
+    local limit, p = p1, p2
+    if not (limit and limit >= 1 and limit <= MAX_U32 and limit % 1 == 0) then
+      return redis.error_reply("RATECARD BADARG " .. a + 1)
     end
-    local p = int(ARGV[a + 2], 1000, MAX_SPAN)
-    if not p or p % 1000 ~= 0 then
-      return fail("BADARG", a + 2)
+    if not (p and p >= 1000 and p <= MAX_SPAN and p % 1000 == 0) then
+      return redis.error_reply("RATECARD BADARG " .. a + 2)
     end
+    local sub_us = ns % 1000
+    local now_us = s * 1e6 + (ns - sub_us) / 1000
     local p_us = p / 1000
     local cur = floor(now_us / p_us)
     local idx, count, ahead, clamped = cur, 0, 0, false
     if v then
-      local vi, vc = match(v, "^(%d+):(%d+)$")
+      local vi, vc = string.match(v, "^(%d+):(%d+)$")
       if not vi then
-        return fail("BADSTATE", i)
+        return redis.error_reply("RATECARD BADSTATE " .. i)
       end
       vi, vc = tonumber(vi), tonumber(vc)
       local k = vi - cur
@@ -203,11 +190,10 @@ for i = 1, n do
       code, retry = 0, reset
     end
     if code == 1 or clamped then
-      put[i] = format("%d:%d", idx, count)
-      ttl[i] = ceil(reset / 1e6)
+      put[i] = string.format("%d:%d", idx, count)
     end
   else
-    return fail("BADARG", a)
+    return redis.error_reply("RATECARD BADARG " .. a)
   end
   if code ~= 1 then
     all = false
@@ -220,7 +206,7 @@ if not peek then
   for i = 1, n do
     local value = put[i]
     if value and (all or r[4 * i - 1] ~= 1) then
-      call("SET", KEYS[i], value, "PX", ttl[i])
+      call("SET", KEYS[i], value, "PX", ceil(r[4 * i + 1] / 1e6))
     end
   end
   if all then

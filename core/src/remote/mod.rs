@@ -114,7 +114,7 @@ use crate::quota::{Algorithm, Quota};
 pub const SCRIPT: &str = include_str!("charge.lua");
 
 /// The SHA-1 of [`SCRIPT`] in lowercase hex: the name `EVALSHA` takes.
-pub const SCRIPT_SHA1: &str = "93896abd7700a100ed574584cd4c6f7f39447d6e";
+pub const SCRIPT_SHA1: &str = "75c0fe0c12905d03b25f9a4e9df4550105a227c4";
 
 /// The first integer of the script's reply: the reply format.
 pub const REPLY_FORMAT: i64 = 1;
