@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks for the tests: Go (and x/time for
-# the Go comparison benchmarks), nginx and its module kit, valgrind, wrk, curl
-# (Debian packages) and cargo-fuzz (crates).
+# the Go comparison benchmarks), nginx and its module kit, valgrind, wrk, curl,
+# redis-server and redis-tools (Debian packages) and cargo-fuzz (crates).
 # Safe to run again: installs only what is missing.
 set -euo pipefail
 
-pkgs=(golang-go golang-golang-x-time-dev nginx nginx-dev valgrind wrk curl)
+pkgs=(golang-go golang-golang-x-time-dev nginx nginx-dev valgrind wrk curl redis-server redis-tools)
 missing=()
 for pkg in "${pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR=never
 
 stage() { printf '\n=== %s ===\n' "$*"; }
 
-stage "setup: Debian packages (Go, nginx, valgrind, wrk, curl) and cargo-fuzz"
+stage "setup: Debian packages (Go, nginx, valgrind, wrk, curl, redis) and cargo-fuzz"
 bash scripts/setup.sh
 
 stage "format"
@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 stage "rust tests (core, ffi, benches)"
 cargo test --workspace
+
+stage "Redis: the charge script on a real redis-server (started by the tests)"
+cargo test -p ratecard --test redis_script -- --include-ignored
 
 stage "occupancy at 2^20 slots (release)"
 cargo test --release -p ratecard --test occupancy

@@ -5,13 +5,16 @@
 #
 #   bash benches/redis/bench.sh               # 3 rounds
 #   ROUNDS=5 N1=30000 NP=500000 bash benches/redis/bench.sh
+#   INSTRUCTIONS=0 bash benches/redis/bench.sh   # skip the callgrind counts
 #
 # Builds redis-cell 0.2.2 from the crate's source (fetched by cargo into a
 # throwaway project, built in a scratch copy, cached as a .so under
 # target/bench-redis/; none of its code lands in this tree). Starts its own
 # redis-server on 127.0.0.1 on a free port, no persistence, and stops it by
 # pid on exit. Cases alternate within each round; figures are medians over
-# the rounds. Prints a markdown table (see benches/redis/README.md).
+# the rounds. Then, unless INSTRUCTIONS=0, the server's instructions per
+# call of each case under callgrind (valgrind), which no load on the machine
+# changes. Prints markdown tables (see benches/redis/README.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -94,7 +97,8 @@ want=$(grep -o 'SCRIPT_SHA1: &str = "[0-9a-f]*"' "$root/core/src/remote/mod.rs" 
 empty=$(cli SCRIPT LOAD "return 1")
 # The least any GCRA script does: read the clock, read the state, write it
 # with a TTL, answer 6 integers. No math, no checks.
-naive=$(cli SCRIPT LOAD "local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) redis.call('SET', KEYS[1], '1800000000123456789', 'PX', 2000) return {1, 1, 1, 4, 2000000000, 0}")
+naive_src="local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) redis.call('SET', KEYS[1], '1800000000123456789', 'PX', 2000) return {1, 1, 1, 4, 2000000000, 0}"
+naive=$(cli SCRIPT LOAD "$naive_src")
 
 # --- the cases -----------------------------------------------------------------
 # sign-in: fapi.sign_ins.create, 5 / 10 s (GCRA: T = 2 s, burst 5).
@@ -105,11 +109,11 @@ CASES=(ping empty naive ours1 cell1 ours2 cellI cellU)
 command_of() {
   case "$1" in
     ping) CMD=(PING) ;;
-    empty) CMD=(EVALSHA "$empty" 0) ;;
-    naive) CMD=(EVALSHA "$naive" 1 'rc:{__rand_int__}S' 0 1 "" "" g 2000000000 5) ;;
-    ours1) CMD=(EVALSHA "$sha" 1 'rc:{__rand_int__}S' 0 1 "" "" g 2000000000 5) ;;
+    empty) CMD=(EVALSHA "$empty" 1 'rc:{__rand_int__}S' 0 1 g 2000000000 5) ;;
+    naive) CMD=(EVALSHA "$naive" 1 'rc:{__rand_int__}S' 0 1 g 2000000000 5) ;;
+    ours1) CMD=(EVALSHA "$sha" 1 'rc:{__rand_int__}S' 0 1 g 2000000000 5) ;;
     cell1) CMD=(CL.THROTTLE 'rc:{__rand_int__}S' 4 5 10 1) ;;
-    ours2) CMD=(EVALSHA "$sha" 2 'rc:{__rand_int__}I' 'rc:{__rand_int__}U' 0 1 "" ""
+    ours2) CMD=(EVALSHA "$sha" 2 'rc:{__rand_int__}I' 'rc:{__rand_int__}U' 0 1
       g 10000000 1000 g 1000000000 10) ;;
     cellI) CMD=(CL.THROTTLE 'rc:{__rand_int__}I' 999 1000 10 1) ;;
     cellU) CMD=(CL.THROTTLE 'rc:{__rand_int__}U' 9 10 10 1) ;;
@@ -155,18 +159,54 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 cli FLUSHALL >/dev/null
 k_ours='rc:{aZ3-k9Qp_x1}Bq7Lm2Nv8Rt'
 k_cell='rc:{aZ3-k9Qp_x2}Bq7Lm2Nv8Rt'
-cli EVALSHA "$sha" 1 "$k_ours" 0 1 "" "" g 2000000000 5 >/dev/null
+cli EVALSHA "$sha" 1 "$k_ours" 0 1 g 2000000000 5 >/dev/null
 cli CL.THROTTLE "$k_cell" 4 5 10 1 >/dev/null
 mem_ours=$(cli MEMORY USAGE "$k_ours")
 mem_cell=$(cli MEMORY USAGE "$k_cell")
 enc_ours=$(cli OBJECT ENCODING "$k_ours")
 enc_cell=$(cli OBJECT ENCODING "$k_cell")
 
+# --- instructions per call, under callgrind ------------------------------------
+# (Ir after N2 calls − Ir after N1 calls) / (N2 − N1), one connection: the
+# server's work per call, start-up and shutdown cancelled out.
+INSTRUCTIONS=${INSTRUCTIONS:-1}
+instructions() { # case calls
+  local vport vpid i out="$work/cg.$1.$2"
+  command_of "$1"
+  vport=$((20000 + RANDOM % 40000))
+  valgrind --tool=callgrind --callgrind-out-file="$out" \
+    redis-server --port "$vport" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" --logfile "" --daemonize no --loadmodule "$cell" >/dev/null 2>&1 &
+  vpid=$!
+  for i in $(seq 150); do
+    [ "$(redis-cli -p "$vport" PING 2>/dev/null)" = PONG ] && break
+    sleep 0.2
+  done
+  redis-cli -p "$vport" -x SCRIPT LOAD <"$root/core/src/remote/charge.lua" >/dev/null
+  redis-cli -p "$vport" SCRIPT LOAD "return 1" >/dev/null
+  redis-cli -p "$vport" SCRIPT LOAD "$naive_src" >/dev/null
+  redis-benchmark -p "$vport" -c 1 -n "$2" -r "$KEYSPACE" "${CMD[@]}" >/dev/null 2>&1
+  redis-cli -p "$vport" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+  wait "$vpid" 2>/dev/null || true
+  grep -o '^summary: [0-9]*' "$out" | grep -o '[0-9]*'
+}
+declare -A IR
+if [ "$INSTRUCTIONS" = 1 ] && command -v valgrind >/dev/null; then
+  for c in ping empty naive ours1 cell1 ours2 cellI cellU; do
+    a=$(instructions "$c" 500)
+    b=$(instructions "$c" 2500)
+    IR[$c]=$(((b - a) / 2000))
+    echo "instructions $c: ${IR[$c]} per call" >&2
+  done
+  IR[cell2]=$((IR[cellI] + IR[cellU]))
+fi
+
 # --- report --------------------------------------------------------------------
 row() { # label case
-  printf '| %s | %.0f/s | %s / %s ms | %.0f/s | %s / %s ms | %s µs |\n' "$1" \
+  printf '| %s | %.0f/s | %s / %s ms | %.0f/s | %s / %s ms | %s µs | %s |\n' "$1" \
     "$(median one "$2" 4)" "$(median one "$2" 5)" "$(median one "$2" 6)" \
-    "$(median pipe "$2" 4)" "$(median pipe "$2" 5)" "$(median pipe "$2" 6)" "$(median pipe "$2" 7)"
+    "$(median pipe "$2" 4)" "$(median pipe "$2" 5)" "$(median pipe "$2" 6)" "$(median pipe "$2" 7)" \
+    "${IR[$2]:-–}"
 }
 bar() { # label value floor
   local ok=met
@@ -179,8 +219,8 @@ echo "redis-server $(redis-server --version | grep -o 'v=[0-9.]*' | cut -c3-), $
   "$ROUNDS rounds, medians; one connection: $N1 requests per run;" \
   "50 connections, pipeline 16: $NP requests per run; $KEYSPACE random keys."
 echo
-echo '| case | 1 connection | median / p99 | 50 connections, pipeline 16 | median / p99 | server time per call |'
-echo '| --- | ---: | ---: | ---: | ---: | ---: |'
+echo '| case | 1 connection | median / p99 | 50 connections, pipeline 16 | median / p99 | server time per call | instructions per call |'
+echo '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
 row '`PING`' ping
 row '`EVALSHA` of `return 1`' empty
 row 'floor: a script doing `TIME`, `GET`, `SET PX` only' naive

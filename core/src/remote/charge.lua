@@ -5,14 +5,15 @@
 -- KEYS[1..n]  one key per matched rule (n >= 1), all in one hash slot.
 -- ARGV[1]     flags: 0, or 1 = peek (decide, write nothing at all).
 -- ARGV[2]     cost, 1 .. 2^32-1.
--- ARGV[3..4]  the clock: both empty = the server's TIME; else whole seconds
---             (0 .. 4e9) and nanoseconds (0 .. 999999999) of the caller's
---             wall clock since the Unix epoch.
--- Then 3 per rule i, at ARGV[3i+2 .. 3i+4]:
+-- Then 3 per rule i, at ARGV[3i .. 3i+2]:
 --   "g", T, burst    GCRA: emission interval T ns (>= 1), burst (1 .. 2^32-1),
 --                    T * burst <= 2^51.
 --   "w", limit, P    fixed window: limit (1 .. 2^32-1) per P ns, P a whole
 --                    number of microseconds, 1000 <= P <= 2^51.
+-- Then, optionally, the clock: whole seconds (0 .. 4e9) and nanoseconds
+-- (0 .. 999999999) of the caller's wall clock since the Unix epoch, at
+-- ARGV[3n+3 .. 3n+4]. Without them (2 + 3n arguments) now is the server's
+-- TIME.
 --
 -- Reply: an array of 2 + 4n integers: 1 (the format), committed (1 when the
 -- new states were stored), then per rule {code, remaining, reset_ns,
@@ -39,6 +40,9 @@
 -- floor(a / b) and ceil(a / b) are exact for integers 0 <= a < 2^53: a
 -- quotient that is not an integer is at least 1/b from one, and the
 -- rounding error is at most a / (b * 2^53) < 1/b.
+--
+-- Each argument costs the server more than the check it feeds (it is
+-- parsed, copied and interned), hence the optional clock.
 
 local KEYS, ARGV = KEYS, ARGV
 local call, tonumber, floor, ceil = redis.call, tonumber, math.floor, math.ceil
@@ -47,8 +51,9 @@ local MAX_U32 = 4294967295
 
 -- Every check below is written out, not called: this runs on every request.
 -- `x and x >= lo and x <= hi and x % 1 == 0` also refuses nil, nan and inf.
-local n = #KEYS
-if n < 1 or #ARGV ~= 4 + 3 * n then
+local n, na = #KEYS, #ARGV
+local gateway = na == 4 + 3 * n -- the caller's clock follows the rules
+if n < 1 or not (gateway or na == 2 + 3 * n) then
   return redis.error_reply("RATECARD BADARG 0")
 end
 local peek = ARGV[1]
@@ -65,11 +70,20 @@ if not (cost and cost >= 1 and cost <= MAX_U32 and cost % 1 == 0) then
 end
 
 local s, ns -- now: whole seconds and nanoseconds since the epoch
-if ARGV[3] == "" and ARGV[4] == "" then
-  -- Redis < 7 replicates a script verbatim unless told to replicate its
-  -- effects, and refuses writes after TIME in verbatim mode.
-  if redis.replicate_commands then
-    redis.replicate_commands()
+if gateway then
+  s, ns = tonumber(ARGV[na - 1]), tonumber(ARGV[na])
+  if not (s and s >= 0 and s <= 4e9 and s % 1 == 0) then
+    return redis.error_reply("RATECARD BADARG " .. na - 1)
+  end
+  if not (ns and ns >= 0 and ns <= 999999999 and ns % 1 == 0) then
+    return redis.error_reply("RATECARD BADARG " .. na)
+  end
+else
+  -- Redis 5 and 6 replicate a script verbatim if so configured, and then
+  -- refuse writes after TIME; Redis 7 (which has REDIS_VERSION_NUM) never.
+  local effects = not redis.REDIS_VERSION_NUM and redis.replicate_commands
+  if effects then
+    effects()
   end
   local t = call("TIME")
   s, ns = tonumber(t[1]), tonumber(t[2])
@@ -77,14 +91,6 @@ if ARGV[3] == "" and ARGV[4] == "" then
     return redis.error_reply("RATECARD BADCLOCK 0")
   end
   ns = ns * 1000
-else
-  s, ns = tonumber(ARGV[3]), tonumber(ARGV[4])
-  if not (s and s >= 0 and s <= 4e9 and s % 1 == 0) then
-    return redis.error_reply("RATECARD BADARG 3")
-  end
-  if not (ns and ns >= 0 and ns <= 999999999 and ns % 1 == 0) then
-    return redis.error_reply("RATECARD BADARG 4")
-  end
 end
 
 -- The reply, sized for one rule up front; put[i]: the state to store for
@@ -93,7 +99,7 @@ local r, put = { 1, 0, 0, 0, 0, 0 }, {}
 local all = true -- every rule conforms
 
 for i = 1, n do
-  local a = 3 * i + 2
+  local a = 3 * i
   local alg, p1, p2 = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local v = call("GET", KEYS[i])
   local code, left, reset, retry

@@ -42,22 +42,16 @@ fn pieces<'a>(call: &Call<'a>, mut f: impl FnMut(Piece<'a>)) {
     }
     f(Piece::Num(u64::from(call.peek)));
     f(Piece::Num(u64::from(call.cost)));
-    match call.clock {
-        Clock::Server => {
-            f(Piece::Text(b""));
-            f(Piece::Text(b""));
-        }
-        Clock::Gateway { secs, nanos } => {
-            f(Piece::Num(secs));
-            f(Piece::Num(u64::from(nanos)));
-        }
-    }
     for rule in call.rules {
         if let Some((alg, a, b)) = rule_args(rule) {
             f(Piece::Text(alg));
             f(Piece::Num(a));
             f(Piece::Num(b));
         }
+    }
+    if let Clock::Gateway { secs, nanos } = call.clock {
+        f(Piece::Num(secs));
+        f(Piece::Num(u64::from(nanos)));
     }
 }
 
@@ -123,7 +117,7 @@ fn emit(out: &mut [u8], f: impl Fn(&mut dyn FnMut(&[u8]))) -> Result<usize, Enco
 /// Errors: the call's own ([`EncodeError`]); [`EncodeError::TooShort`] with
 /// what both outputs need if either is short (both are then untouched).
 /// `buf` needs at most `rules·(prefix.len() + 51) + 30` bytes and `spans`
-/// exactly `4·rules + 4` entries.
+/// `4·rules + 2` entries (`4·rules + 4` with [`Clock::Gateway`]).
 pub fn write_args(
     call: &Call<'_>,
     buf: &mut [u8],

@@ -29,14 +29,17 @@
 //!   share one Cluster hash tag, so one slot.
 //! - `ARGV[1]`: flags, `0` or `1` (peek: decide, write nothing at all).
 //! - `ARGV[2]`: the cost, `1 ..= u32::MAX`.
-//! - `ARGV[3]`, `ARGV[4]`: the clock. Both empty: the server's `TIME`
-//!   ([`Clock::Server`]). Else whole seconds (`0 ..=` [`MAX_CLOCK_SECS`]) and
-//!   nanoseconds (`0 ..= 999_999_999`) of the gateway's wall clock since the
-//!   Unix epoch ([`Clock::Gateway`]).
-//! - Per rule `i` (1-based), `ARGV[3i+2 ..= 3i+4]`: `g`, `T`, `burst` for
+//! - Per rule `i` (1-based), `ARGV[3i ..= 3i+2]`: `g`, `T`, `burst` for
 //!   GCRA (emission interval `T` ns, `T·burst ≤` [`MAX_SPAN_NS`]); or `w`,
 //!   `limit`, `period` for a fixed window (period in ns, a whole number of
 //!   microseconds, `1000 ..=` [`MAX_SPAN_NS`]).
+//! - Then, with [`Clock::Gateway`] only, `ARGV[3n+3]`, `ARGV[3n+4]`: whole
+//!   seconds (`0 ..=` [`MAX_CLOCK_SECS`]) and nanoseconds (`0 ..=
+//!   999_999_999`) of the gateway's wall clock since the Unix epoch. Without
+//!   them (`2 + 3n` arguments) the clock is the server's `TIME`
+//!   ([`Clock::Server`]). An argument costs the server about 1 200
+//!   instructions (parsed, copied, interned as a Lua string): an absent
+//!   clock is cheaper than an empty one.
 //! - Reply: `2 + 4n` integers: [`REPLY_FORMAT`], `committed` (1 when every
 //!   rule conformed and the new states were stored), then per rule `code`
 //!   (1 conforms, 0 denied, 2 never fits), `remaining`, `reset_ns`,
@@ -114,7 +117,7 @@ use crate::quota::{Algorithm, Quota};
 pub const SCRIPT: &str = include_str!("charge.lua");
 
 /// The SHA-1 of [`SCRIPT`] in lowercase hex: the name `EVALSHA` takes.
-pub const SCRIPT_SHA1: &str = "75c0fe0c12905d03b25f9a4e9df4550105a227c4";
+pub const SCRIPT_SHA1: &str = "6d502196574c968ede6e28ec9b49a52e48de0d19";
 
 /// The first integer of the script's reply: the reply format.
 pub const REPLY_FORMAT: i64 = 1;
