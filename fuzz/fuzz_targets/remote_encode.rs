@@ -55,25 +55,28 @@ fn base64(mut v: u64) -> Vec<u8> {
 
 /// The words of a RESP array of bulk strings; panics on anything else.
 fn parse_command(b: &[u8]) -> Vec<Vec<u8>> {
-    let mut at = 0;
-    let mut line = |b: &[u8]| {
-        let end = at + b[at..].windows(2).position(|w| w == b"\r\n").expect("CRLF");
-        let l = b[at..end].to_vec();
-        at = end + 2;
+    fn line(b: &[u8], at: &mut usize) -> Vec<u8> {
+        let end = *at
+            + b[*at..]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("CRLF");
+        let l = b[*at..end].to_vec();
+        *at = end + 2;
         l
-    };
-    let head = line(b);
+    }
+    let mut at = 0;
+    let head = line(b, &mut at);
     assert_eq!(head[0], b'*');
     let n: usize = std::str::from_utf8(&head[1..]).unwrap().parse().unwrap();
     let mut words = Vec::new();
     for _ in 0..n {
-        let h = line(b);
+        let h = line(b, &mut at);
         assert_eq!(h[0], b'$');
         let len: usize = std::str::from_utf8(&h[1..]).unwrap().parse().unwrap();
-        let start = at;
-        words.push(b[start..start + len].to_vec());
-        assert_eq!(&b[start + len..start + len + 2], b"\r\n");
-        at = start + len + 2;
+        words.push(b[at..at + len].to_vec());
+        assert_eq!(&b[at + len..at + len + 2], b"\r\n");
+        at += len + 2;
     }
     assert_eq!(at, b.len(), "nothing after the command");
     words
@@ -94,7 +97,8 @@ fn rule_words(r: &RemoteRule) -> Option<[Vec<u8>; 3]> {
         }
         Algorithm::FixedWindow => {
             let p = q.period_ns();
-            (p >= 1000 && p % 1000 == 0 && p <= MAX_SPAN_NS).then(|| [b"w".to_vec(), s(u64::from(q.limit)), s(p)])
+            (p >= 1000 && p % 1000 == 0 && p <= MAX_SPAN_NS)
+                .then(|| [b"w".to_vec(), s(u64::from(q.limit)), s(p)])
         }
     }
 }
@@ -108,10 +112,18 @@ fuzz_target!(|input: Input| {
         .iter()
         .map(|r| RemoteRule {
             tag: r.tag,
-            algorithm: if r.window { Algorithm::FixedWindow } else { Algorithm::Gcra },
+            algorithm: if r.window {
+                Algorithm::FixedWindow
+            } else {
+                Algorithm::Gcra
+            },
             quota: Quota::new(
                 r.limit,
-                Nanos(if r.period < 1 << 20 { r.period * 1_000_000_000 } else { r.period }),
+                Nanos(if r.period < 1 << 20 {
+                    r.period * 1_000_000_000
+                } else {
+                    r.period
+                }),
             )
             .with_burst(r.burst),
         })
@@ -136,7 +148,8 @@ fuzz_target!(|input: Input| {
         Err(EncodeError::NoRules)
     } else if input.cost == 0 {
         Err(EncodeError::Cost)
-    } else if matches!(clock, Clock::Gateway { secs, nanos } if secs > MAX_CLOCK_SECS || nanos >= 1_000_000_000) {
+    } else if matches!(clock, Clock::Gateway { secs, nanos } if secs > MAX_CLOCK_SECS || nanos >= 1_000_000_000)
+    {
         Err(EncodeError::Clock)
     } else if let Some(index) = rules.iter().position(|r| rule_words(r).is_none()) {
         Err(EncodeError::Rule { index })
@@ -164,7 +177,7 @@ fn check_written(call: &Call<'_>, input: &Input) {
     {
         let hashtag = base64(input.hashtag);
         let mut keys = Vec::new();
-        for r in &rules {
+        for r in rules {
             let mut k = input.prefix.clone();
             k.push(b'{');
             k.extend_from_slice(&hashtag);
@@ -174,18 +187,28 @@ fn check_written(call: &Call<'_>, input: &Input) {
             keys.push(k);
         }
         let mut args: Vec<Vec<u8>> = vec![
-            if input.peek { b"1".to_vec() } else { b"0".to_vec() },
+            if input.peek {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            },
             input.cost.to_string().into_bytes(),
         ];
-        for r in &rules {
+        for r in rules {
             args.extend(rule_words(r).unwrap());
         }
         if let Clock::Gateway { secs, nanos } = clock {
-            args.extend([secs.to_string().into_bytes(), nanos.to_string().into_bytes()]);
+            args.extend([
+                secs.to_string().into_bytes(),
+                nanos.to_string().into_bytes(),
+            ]);
         }
 
         for (write, head) in [
-            (write_evalsha as fn(&Call<'_>, &mut [u8]) -> _, SCRIPT_SHA1.as_bytes()),
+            (
+                write_evalsha as fn(&Call<'_>, &mut [u8]) -> _,
+                SCRIPT_SHA1.as_bytes(),
+            ),
             (write_eval, SCRIPT.as_bytes()),
         ] {
             let n = write(call, &mut big).expect("a valid call encodes");
@@ -197,23 +220,42 @@ fn check_written(call: &Call<'_>, input: &Input) {
             // Short: refused with the length needed, untouched.
             let cut = usize::from(input.cut) % n;
             let mut short = vec![0xA5u8; cut];
-            assert_eq!(write(call, &mut short), Err(EncodeError::TooShort { bytes: n, spans: 0 }));
+            assert_eq!(
+                write(call, &mut short),
+                Err(EncodeError::TooShort { bytes: n, spans: 0 })
+            );
             assert!(short.iter().all(|&b| b == 0xA5));
         }
 
-        let mut spans = vec![Span::default(); 4 * rules.len() + if input.clock.is_some() { 4 } else { 2 }];
+        let mut spans =
+            vec![Span::default(); 4 * rules.len() + if input.clock.is_some() { 4 } else { 2 }];
         let got = write_args(call, &mut big, &mut spans).expect("a valid call encodes");
         assert_eq!((got.keys, got.args), (keys.len(), args.len()));
-        let words: Vec<&[u8]> = spans.iter().map(|s| &big[s.offset..s.offset + s.len]).collect();
-        assert_eq!(words[..keys.len()], keys.iter().map(|k| &k[..]).collect::<Vec<_>>()[..]);
-        assert_eq!(words[keys.len()..], args.iter().map(|a| &a[..]).collect::<Vec<_>>()[..]);
+        let words: Vec<&[u8]> = spans
+            .iter()
+            .map(|s| &big[s.offset..s.offset + s.len])
+            .collect();
+        assert_eq!(
+            words[..keys.len()],
+            keys.iter().map(|k| &k[..]).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(
+            words[keys.len()..],
+            args.iter().map(|a| &a[..]).collect::<Vec<_>>()[..]
+        );
         let cut = usize::from(input.cut) % got.bytes.max(1);
         let mut short = vec![0xA5u8; cut];
         let mut few = vec![Span { offset: 1, len: 1 }; spans.len()];
         assert_eq!(
             write_args(call, &mut short, &mut few),
-            Err(EncodeError::TooShort { bytes: got.bytes, spans: spans.len() })
+            Err(EncodeError::TooShort {
+                bytes: got.bytes,
+                spans: spans.len()
+            })
         );
-        assert!(short.iter().all(|&b| b == 0xA5) && few.iter().all(|s| *s == Span { offset: 1, len: 1 }));
+        assert!(
+            short.iter().all(|&b| b == 0xA5)
+                && few.iter().all(|s| *s == Span { offset: 1, len: 1 })
+        );
     }
 }

@@ -110,7 +110,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok((d, _)) = &whole {
         // The shortest prefix that decodes is the reply itself.
-        assert_eq!(decode(&bytes[..d.consumed - 1], rules), Err(ReplyError::Incomplete));
+        assert_eq!(
+            decode(&bytes[..d.consumed - 1], rules),
+            Err(ReplyError::Incomplete)
+        );
     }
 
     if let Some(values) = int_array(bytes) {
