@@ -99,13 +99,16 @@ empty=$(cli SCRIPT LOAD "return 1")
 # with a TTL, answer 6 integers. No math, no checks.
 naive_src="local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) redis.call('SET', KEYS[1], '1800000000123456789', 'PX', 2000) return {1, 1, 1, 4, 2000000000, 0}"
 naive=$(cli SCRIPT LOAD "$naive_src")
+# The same for two keys, all or nothing: TIME, two GET, two SET PX.
+naive2_src="local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) local w = redis.call('GET', KEYS[2]) redis.call('SET', KEYS[1], '1800000000123456789', 'PX', 2000) redis.call('SET', KEYS[2], '1800000000123456789', 'PX', 2000) return {1, 1, 1, 4, 2000000000, 0, 1, 4, 2000000000, 0}"
+naive2=$(cli SCRIPT LOAD "$naive2_src")
 
 # --- the cases -----------------------------------------------------------------
 # sign-in: fapi.sign_ins.create, 5 / 10 s (GCRA: T = 2 s, burst 5).
 # patch:   bapi.instance.production 1000 / 10 s (T = 10 ms) and
 #          bapi.users.update 10 / 10 s (T = 1 s), both charged in one call.
 # redis-cell's CL.THROTTLE key max_burst count period: max_burst = burst - 1.
-CASES=(ping empty naive ours1 cell1 ours2 cellI cellU)
+CASES=(ping empty naive ours1 cell1 naive2 ours2 cellI cellU)
 command_of() {
   case "$1" in
     ping) CMD=(PING) ;;
@@ -113,6 +116,8 @@ command_of() {
     naive) CMD=(EVALSHA "$naive" 1 'rc:{__rand_int__}S' 0 1 g 2000000000 5) ;;
     ours1) CMD=(EVALSHA "$sha" 1 'rc:{__rand_int__}S' 0 1 g 2000000000 5) ;;
     cell1) CMD=(CL.THROTTLE 'rc:{__rand_int__}S' 4 5 10 1) ;;
+    naive2) CMD=(EVALSHA "$naive2" 2 'rc:{__rand_int__}I' 'rc:{__rand_int__}U' 0 1
+      g 10000000 1000 g 1000000000 10) ;;
     ours2) CMD=(EVALSHA "$sha" 2 'rc:{__rand_int__}I' 'rc:{__rand_int__}U' 0 1
       g 10000000 1000 g 1000000000 10) ;;
     cellI) CMD=(CL.THROTTLE 'rc:{__rand_int__}I' 999 1000 10 1) ;;
@@ -171,30 +176,43 @@ enc_cell=$(cli OBJECT ENCODING "$k_cell")
 # server's work per call, start-up and shutdown cancelled out.
 INSTRUCTIONS=${INSTRUCTIONS:-1}
 instructions() { # case calls
-  local vport vpid i out="$work/cg.$1.$2"
+  local vport vpid="" i try out="$work/cg.$1.$2"
   command_of "$1"
-  vport=$((20000 + RANDOM % 40000))
-  valgrind --tool=callgrind --callgrind-out-file="$out" \
-    redis-server --port "$vport" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$work" --logfile "" --daemonize no --loadmodule "$cell" >/dev/null 2>&1 &
-  vpid=$!
-  for i in $(seq 150); do
-    [ "$(redis-cli -p "$vport" PING 2>/dev/null)" = PONG ] && break
-    sleep 0.2
+  for try in 1 2 3 4 5; do
+    vport=$((20000 + RANDOM % 40000))
+    valgrind --tool=callgrind --callgrind-out-file="$out" \
+      redis-server --port "$vport" --bind 127.0.0.1 --save "" --appendonly no \
+      --dir "$work" --logfile "" --daemonize no --loadmodule "$cell" >/dev/null 2>&1 &
+    vpid=$!
+    for i in $(seq 300); do
+      kill -0 "$vpid" 2>/dev/null || break
+      [ "$(redis-cli -p "$vport" PING 2>/dev/null)" = PONG ] && break 2
+      sleep 0.2
+    done
+    kill "$vpid" 2>/dev/null || true
+    wait "$vpid" 2>/dev/null || true
+    vpid=""
   done
+  [ -n "$vpid" ] || die "redis-server under valgrind did not start"
   redis-cli -p "$vport" -x SCRIPT LOAD <"$root/core/src/remote/charge.lua" >/dev/null
   redis-cli -p "$vport" SCRIPT LOAD "return 1" >/dev/null
   redis-cli -p "$vport" SCRIPT LOAD "$naive_src" >/dev/null
-  redis-benchmark -p "$vport" -c 1 -n "$2" -r "$KEYSPACE" "${CMD[@]}" >/dev/null 2>&1
+  redis-cli -p "$vport" SCRIPT LOAD "$naive2_src" >/dev/null
+  if ! timeout 600 redis-benchmark -p "$vport" -c 1 -n "$2" -r "$KEYSPACE" "${CMD[@]}" >/dev/null 2>&1; then
+    kill "$vpid" 2>/dev/null || true
+    wait "$vpid" 2>/dev/null || true
+    die "redis-benchmark under valgrind failed ($1)"
+  fi
   redis-cli -p "$vport" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
   wait "$vpid" 2>/dev/null || true
   grep -o '^summary: [0-9]*' "$out" | grep -o '[0-9]*'
 }
 declare -A IR
 if [ "$INSTRUCTIONS" = 1 ] && command -v valgrind >/dev/null; then
-  for c in ping empty naive ours1 cell1 ours2 cellI cellU; do
+  for c in ping empty naive ours1 cell1 naive2 ours2 cellI cellU; do
     a=$(instructions "$c" 500)
     b=$(instructions "$c" 2500)
+    [ -n "$a" ] && [ -n "$b" ] || die "no instruction count for $c"
     IR[$c]=$(((b - a) / 2000))
     echo "instructions $c: ${IR[$c]} per call" >&2
   done
@@ -226,6 +244,7 @@ row '`EVALSHA` of `return 1`' empty
 row 'floor: a script doing `TIME`, `GET`, `SET PX` only' naive
 row 'ratecard, sign-in (1 rule)' ours1
 row 'redis-cell `CL.THROTTLE`, sign-in' cell1
+row 'floor: `TIME`, 2 `GET`, 2 `SET PX` only' naive2
 row 'ratecard, `PATCH /v1/users/{id}` (2 rules, 1 call)' ours2
 row 'redis-cell, the same 2 limits (2 calls)' cell2
 echo
@@ -242,6 +261,9 @@ echo "Floors: \`EVALSHA\` of \`return 1\` / \`PING\`: $(ratio "$(median one empt
   "$(ratio "$(median one ours1 4)" "$(median one empty 4)")× and $(ratio "$(median pipe ours1 4)" "$(median pipe empty 4)")×;" \
   "ratecard sign-in / the TIME-GET-SET floor: $(ratio "$(median one ours1 4)" "$(median one naive 4)")× and" \
   "$(ratio "$(median pipe ours1 4)" "$(median pipe naive 4)")×; the floor / redis-cell:" \
-  "$(ratio "$(median one naive 4)" "$(median one cell1 4)")× and $(ratio "$(median pipe naive 4)" "$(median pipe cell1 4)")×."
+  "$(ratio "$(median one naive 4)" "$(median one cell1 4)")× and $(ratio "$(median pipe naive 4)" "$(median pipe cell1 4)")×;" \
+  "2 rules: ratecard / its floor $(ratio "$(median one ours2 4)" "$(median one naive2 4)")× and" \
+  "$(ratio "$(median pipe ours2 4)" "$(median pipe naive2 4)")×; that floor / one CL.THROTTLE" \
+  "$(ratio "$(median one naive2 4)" "$(median one cell1 4)")× and $(ratio "$(median pipe naive2 4)" "$(median pipe cell1 4)")×."
 echo
 echo "Memory per key (\`MEMORY USAGE\`, ${#k_ours}-byte keys): ratecard $mem_ours B ($enc_ours), redis-cell $mem_cell B ($enc_cell)."

@@ -77,10 +77,13 @@
 //! back, and a state more than two bursts (or two windows) ahead is clamped
 //! to one burst (the current window full). A failover moves to the
 //! replica's clock; with NTP the difference is milliseconds.
-//! [`Clock::Gateway`] is for services that refuse `TIME` in scripts: then
-//! gateways whose clocks differ by `δ` can together admit what the rule
-//! admits in an interval `δ` longer (about `⌊δ/T⌋` more per rule), and a
-//! key's expiry follows the server's clock.
+//! [`Clock::Gateway`] is for services that refuse `TIME` in scripts. Then
+//! each gateway decides at its own `now`, and the server expires keys by
+//! its own clock: when these clocks are at most `δ` apart, a rule can admit
+//! up to about `⌈δ/T⌉` units (one more window, for a fixed window that `δ`
+//! straddles) beyond its bound in any interval. NTP usually keeps `δ` to a
+//! few milliseconds; the smallest `T` in Clerk's table is 10 ms (1000 per
+//! 10 s).
 //!
 //! # Keys
 //!
@@ -89,7 +92,9 @@
 //! key of one call (one `hashtag`) lands in one Cluster slot
 //! ([`hash_slot`]). The tag should be the local table's keyed hash of
 //! (tenant, rule, subject), with a seed shared by every gateway: no secret
-//! reaches Redis in clear.
+//! reaches Redis in clear. A GCRA state is a decimal integer, which Redis
+//! keeps as one machine word: 72 bytes per key of 27 bytes (`MEMORY USAGE`,
+//! Redis 7.0), against 104 for redis-cell's string state under the same key.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
