@@ -70,6 +70,7 @@ mod limiter;
 pub mod metrics;
 mod params;
 mod quota;
+pub mod remote;
 mod request;
 #[doc(hidden)]
 pub mod route;
