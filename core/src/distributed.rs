@@ -109,7 +109,97 @@ impl Pending {
     }
 }
 
+/// Bytes of a [`Pending`] call in [`Pending::to_bytes`]'s form.
+pub const PENDING_BYTES: usize = 1152;
+
+const PENDING_MAGIC: u32 = u32::from_le_bytes(*b"RCp1");
+const PENDING_HEAD: usize = 4 + 1 + 1 + 4 + 8 + 8;
+const PENDING_WORK: usize = 1 + 8 + 8;
+const _: () = assert!(PENDING_HEAD + MAX_RULES * PENDING_WORK <= PENDING_BYTES);
+
+impl Pending {
+    /// The call as plain bytes, for hosts that keep it outside Rust (a C
+    /// host's buffer); [`Limiter::pending_from_bytes`] reads it back.
+    pub fn to_bytes(&self, out: &mut [u8; PENDING_BYTES]) {
+        *out = [0; PENDING_BYTES];
+        let mut w = Writer { out, at: 0 };
+        w.put(&PENDING_MAGIC.to_le_bytes());
+        w.put(&[self.work.len() as u8, self.peek as u8]);
+        w.put(&self.cost.to_le_bytes());
+        w.put(&self.hashtag.to_le_bytes());
+        w.put(&self.now.to_le_bytes());
+        for x in &self.work {
+            w.put(&[x.rule]);
+            w.put(&x.tag.to_le_bytes());
+            w.put(&x.base.to_le_bytes());
+        }
+    }
+}
+
+struct Writer<'o> {
+    out: &'o mut [u8; PENDING_BYTES],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, b: &[u8]) {
+        let end = self.at.saturating_add(b.len());
+        if let Some(dst) = self.out.get_mut(self.at..end) {
+            dst.copy_from_slice(b);
+        }
+        self.at = end;
+    }
+}
+
+/// Read `N` bytes at `at`.
+fn take<const N: usize>(b: &[u8], at: &mut usize) -> Option<[u8; N]> {
+    let end = at.checked_add(N)?;
+    let v = b.get(*at..end)?.try_into().ok()?;
+    *at = end;
+    Some(v)
+}
+
 impl<'a> Limiter<'a> {
+    /// A call written by [`Pending::to_bytes`] for this limiter's table;
+    /// `None` for bytes it never wrote (any bytes in: a value or `None`).
+    pub fn pending_from_bytes(&self, b: &[u8]) -> Option<Pending> {
+        let mut at = 0usize;
+        if u32::from_le_bytes(take(b, &mut at)?) != PENDING_MAGIC {
+            return None;
+        }
+        let [n, peek] = take(b, &mut at)?;
+        let cost = u32::from_le_bytes(take(b, &mut at)?);
+        let hashtag = u64::from_le_bytes(take(b, &mut at)?);
+        let now = u64::from_le_bytes(take(b, &mut at)?);
+        if n == 0 || n as usize > MAX_RULES || peek > 1 || cost == 0 {
+            return None;
+        }
+        let mut pending = Pending::new();
+        for _ in 0..n {
+            let [rule] = take(b, &mut at)?;
+            let tag = u64::from_le_bytes(take(b, &mut at)?);
+            let base = u64::from_le_bytes(take(b, &mut at)?);
+            let p = self.params.get(rule)?;
+            if tag::rule_of(tag) != rule as usize || tag == 0 || p.unlimited {
+                return None;
+            }
+            pending.work.push(Work { rule, tag, base }).ok()?;
+            pending
+                .rules
+                .push(RemoteRule {
+                    tag,
+                    algorithm: p.algorithm,
+                    quota: p.quota,
+                })
+                .ok()?;
+        }
+        pending.hashtag = hashtag;
+        pending.cost = cost;
+        pending.peek = peek == 1;
+        pending.now = now;
+        Some(pending)
+    }
+
     /// Classify `request` at `now` (this gateway's monotonic clock) for a
     /// decision through Redis; `peek` decides without charging anything.
     /// When a round trip is needed, `pending` holds the call.
@@ -376,4 +466,64 @@ fn matched(work: &[Work]) -> RuleSet {
 /// spread 16384 slots, and keep keys short (four characters).
 fn hashtag_of(base: u64) -> u64 {
     (base.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) & 0xff_ffff
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    use super::*;
+    use crate::{Api, Config, Seed, CLERK};
+
+    fn limiter() -> Limiter<'static> {
+        let c = Config {
+            capacity: 64,
+            ..Config::DEFAULT
+        };
+        Limiter::new(&c, CLERK, Seed::from_bytes([5; 16])).unwrap()
+    }
+
+    #[test]
+    fn a_call_survives_its_byte_form() {
+        let l = limiter();
+        let r = Request::new(Api::Backend, b"PATCH", b"/v1/users/user_1")
+            .key(b"sk_live_x")
+            .cost(3);
+        let mut p = Pending::new();
+        assert_eq!(
+            l.prepare(&r, Nanos(77), false, &mut p).unwrap(),
+            Prepared::Remote
+        );
+        let mut bytes = [0u8; PENDING_BYTES];
+        p.to_bytes(&mut bytes);
+        let back = l.pending_from_bytes(&bytes).unwrap();
+        assert_eq!(
+            (back.work.clone(), back.rules.clone()),
+            (p.work.clone(), p.rules.clone())
+        );
+        assert_eq!(
+            (back.hashtag, back.cost, back.peek, back.now),
+            (p.hashtag, 3, false, 77)
+        );
+        // A rule index another table does not have, or a torn buffer: refused.
+        bytes[PENDING_HEAD] = 63;
+        assert!(l.pending_from_bytes(&bytes).is_none());
+        assert!(l.pending_from_bytes(&[0; 8]).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_read_as_a_call_are_a_call_or_nothing(
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..PENDING_BYTES),
+            magic in proptest::bool::ANY,
+        ) {
+            let l = limiter();
+            let mut b = b;
+            if magic && b.len() >= 4 {
+                b[..4].copy_from_slice(&PENDING_MAGIC.to_le_bytes());
+            }
+            if let Some(p) = l.pending_from_bytes(&b) {
+                proptest::prop_assert!(!p.work.is_empty() && p.cost >= 1);
+                proptest::prop_assert_eq!(p.work.len(), p.rules.len());
+            }
+        }
+    }
 }

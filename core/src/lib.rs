@@ -90,7 +90,7 @@ pub use decision::{
     reset_secs, write_429_body, Decision, Response, RuleId, RuleSet, Verdict, CLERK_429_BODY,
     FAIL_CLOSED_STATUS, LIMITED_STATUS,
 };
-pub use distributed::{Pending, Prepared};
+pub use distributed::{Pending, Prepared, PENDING_BYTES};
 pub use error::{CheckError, SetupError};
 pub use hash::Seed;
 pub use limiter::{Limiter, StaticLimiter};
