@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Write the seed corpora of the `engine`, `table_memory` and `ffi` targets.
+"""Write the seed corpora of the `engine`, `table_memory`, `ffi`, `remote_encode`
+and `remote_reply` targets.
 
-Their inputs are `arbitrary` (1.x) structs, so a seed is that crate's byte
+Most inputs are `arbitrary` (1.x) structs, so a seed is that crate's byte
 encoding: integers little-endian, `bool` one byte (& 1), an enum a u32 that
 picks variant `(x * count) >> 32`, `Option` a bool then the value, a `Vec`
 each element preceded by a `true` byte and closed by a `false` one. The
 functions below mirror the Rust types in fuzz_targets/; keep them in step.
-The `route` seeds are plain text, written by hand.
+The `route` seeds are plain text, written by hand; the `remote_reply` seeds
+are raw bytes (a rule count, then a reply), written here.
 
-    python3 fuzz/make_seeds.py    # rewrites fuzz/corpus/{engine,table_memory,ffi}/seed-*
+    python3 fuzz/make_seeds.py    # rewrites fuzz/corpus/{engine,table_memory,ffi,remote_*}/seed-*
 """
 import os
 import struct
@@ -461,6 +463,77 @@ def ffi_seeds():
     return s
 
 
+# --- remote_encode ------------------------------------------------------------
+# Input { prefix: Vec<u8>, hashtag: u64, rules: Vec<RuleIn>, cost: u32,
+#         peek: bool, clock: Option<(u64, u32)>, cut: u16 }
+# RuleIn { tag: u64, window: bool, limit: u32, period: u64, burst: u32 }
+# `period` below 2^20 counts whole seconds.
+
+def remote_rule(tag, window, limit, period, burst=0):
+    return u64(tag) + boolean(window) + u32(limit) + u64(period) + u32(burst)
+
+
+def remote_call(rules, prefix=b"rc:", hashtag=7, cost=1, peek=False, clock=None, cut=5):
+    c = None if clock is None else u64(clock[0]) + u32(clock[1])
+    return (bytes_vec(prefix) + u64(hashtag) + vec(rules) + u32(cost) + boolean(peek)
+            + option(c) + u16(cut))
+
+
+def remote_encode_seeds():
+    sign_in = remote_rule(5, False, 5, 10)
+    return {
+        "sign-in-server-clock": remote_call([sign_in]),
+        "patch-user-two-rules-gateway-clock": remote_call(
+            [remote_rule(1, False, 1000, 10), remote_rule(2, False, 10, 10)],
+            clock=(1_700_000_000, 5), peek=True, cost=2),
+        "window-per-hour-and-pace": remote_call(
+            [remote_rule(9, True, 100, 3600), remote_rule(10, False, 3, 10, burst=1)],
+            hashtag=2**64 - 1),
+        "largest-values": remote_call(
+            [remote_rule(2**64 - 1, False, 2**32 - 1, 2**32 - 1, 2**32 - 1),
+             remote_rule(0, True, 2**32 - 1, 2**51 // 1000 * 1000)],
+            prefix=b"p" * 64, hashtag=2**64 - 1, cost=2**32 - 1,
+            clock=(4_000_000_000, 999_999_999), cut=2**16 - 1),
+        "refused-prefix-with-brace": remote_call([sign_in], prefix=b"a{b"),
+        "refused-cost-zero": remote_call([sign_in], cost=0),
+        "refused-clock-nanos": remote_call([sign_in], clock=(1, 1_000_000_000)),
+        "refused-window-not-whole-us": remote_call(
+            [sign_in, remote_rule(3, True, 5, 1_500_000_007)]),
+        "refused-span-too-long": remote_call([remote_rule(4, False, 1, 2**52, 2)]),
+        "refused-unlimited": remote_call([remote_rule(4, False, 0, 10)]),
+        "refused-no-rules": remote_call([]),
+    }
+
+
+# --- remote_reply -------------------------------------------------------------
+# The first byte is the call's rule count (mod 8), the rest the reply.
+
+def ints(*vals):
+    return b"*%d\r\n" % len(vals) + b"".join(b":%d\r\n" % v for v in vals)
+
+
+def remote_reply_seeds():
+    return {
+        "one-rule-allowed": u8(1) + ints(1, 1, 1, 4, 2_000_000_000, 0),
+        "two-rules-one-denied": u8(2) + ints(1, 0, 1, 998, 20_000_000, 0,
+                                              0, 0, 10_000_000_000, 999_999_999),
+        "never-fits-peek": u8(1) + ints(1, 0, 2, 5, 0, 0),
+        "four-rules": u8(4) + ints(1, 1, *([1, 0, 3_600_000_000_000, 0] * 4)),
+        "noscript": u8(1) + b"-NOSCRIPT No matching script. Please use EVAL.\r\n",
+        "moved": u8(2) + b"-MOVED 3999 127.0.0.1:6381\r\n",
+        "ask": u8(2) + b"-ASK 16383 [::1]:7000\r\n",
+        "badstate": u8(2) + b"-RATECARD BADSTATE 2\r\n",
+        "badstate-wrapped": u8(1) + b"-ERR RATECARD BADSTATE 1\r\n",
+        "wrongtype": u8(1) + b"-WRONGTYPE Operation against a key holding the wrong kind of "
+                             b"value script: 0123, on @user_script:95.\r\n",
+        "resp3-blob-error": u8(1) + b"!22\r\nNOSCRIPT no such thing\r\n",
+        "wrong-count": u8(3) + ints(1, 0, 1, 4, 2_000_000_000, 0),
+        "not-an-array": u8(1) + b"$5\r\nhello\r\n",
+        "nested-and-map": u8(1) + b"*6\r\n:1\r\n%1\r\n+a\r\n*1\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n",
+        "pipelined-two-replies": u8(1) + ints(1, 0, 0, 0, 5, 5) + ints(1, 1, 1, 0, 5, 0),
+    }
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "corpus", target)
     os.makedirs(d, exist_ok=True)
@@ -473,3 +546,5 @@ if __name__ == "__main__":
     write("engine", engine_seeds())
     write("table_memory", table_memory_seeds())
     write("ffi", ffi_seeds())
+    write("remote_encode", remote_encode_seeds())
+    write("remote_reply", remote_reply_seeds())

@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-20}"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(engine route table_memory ffi)
+    TARGETS=(engine route table_memory ffi remote_reply remote_encode)
 fi
 
 if ! rustup toolchain list | grep -q '^nightly'; then

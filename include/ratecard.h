@@ -154,6 +154,86 @@
 #define RATECARD_CONFIG_FOLD_CASE 1
 
 /**
+ * Bytes of a ratecard_remote_call.
+ */
+#define RATECARD_REMOTE_CALL_BYTES 1152
+
+/**
+ * ratecard_remote_prepare() flags: decide without charging anything.
+ */
+#define RATECARD_REMOTE_PEEK 1
+
+/**
+ * ratecard_remote_prepare() flags: never answer from the cache of Redis
+ * denials (every limited request makes a round trip).
+ */
+#define RATECARD_REMOTE_EXACT 2
+
+/**
+ * ratecard_remote_write_command() forms: `EVALSHA` of the loaded script.
+ */
+#define RATECARD_REMOTE_EVALSHA 0
+
+/**
+ * ratecard_remote_write_command() forms: `EVAL` with the script's text (after a
+ * NOSCRIPT error: it loads the script too).
+ */
+#define RATECARD_REMOTE_EVAL 1
+
+/**
+ * ratecard_remote_count() events: a round trip failed (timeout, refused
+ * connection, a bad reply the library did not see).
+ */
+#define RATECARD_REMOTE_EVENT_ERROR 1
+
+/**
+ * ratecard_remote_count() events: the host's fail-open or fail-closed
+ * policy answered because Redis could not.
+ */
+#define RATECARD_REMOTE_EVENT_FALLBACK 2
+
+/**
+ * ratecard_remote_reply.error: none.
+ */
+#define RATECARD_REDIS_OK 0
+
+/**
+ * The script is not loaded (a restart, a failover, SCRIPT FLUSH): send
+ * the same call once as RATECARD_REMOTE_EVAL.
+ */
+#define RATECARD_REDIS_NOSCRIPT 1
+
+/**
+ * MOVED: the slot (`slot`) lives at `addr` now.
+ */
+#define RATECARD_REDIS_MOVED 2
+
+/**
+ * ASK: send ASKING, then the call, to `addr`, once.
+ */
+#define RATECARD_REDIS_ASK 3
+
+/**
+ * TRYAGAIN, CLUSTERDOWN, LOADING or BUSY: transient; retry later.
+ */
+#define RATECARD_REDIS_TRY_LATER 4
+
+/**
+ * WRONGTYPE: a key holds another type (not the script's).
+ */
+#define RATECARD_REDIS_WRONGTYPE 5
+
+/**
+ * The script refused a key's stored value, its arguments or the clock.
+ */
+#define RATECARD_REDIS_SCRIPT_ERROR 6
+
+/**
+ * Any other error (the text is at `addr`).
+ */
+#define RATECARD_REDIS_OTHER 7
+
+/**
  * ratecard_request.api: the Frontend API, keyed by client IP.
  */
 #define RATECARD_API_FRONTEND 1
@@ -605,6 +685,18 @@ typedef struct ratecard_request {
 } ratecard_request;
 
 /**
+ * One call through Redis, prepared by ratecard_remote_prepare() and
+ * passed back to the other ratecard_remote_* calls. Plain bytes: keep it
+ * anywhere (the stack, a pool, Go memory), at any alignment.
+ */
+typedef struct ratecard_remote_call {
+  /**
+   * Opaque.
+   */
+  uint8_t bytes[RATECARD_REMOTE_CALL_BYTES];
+} ratecard_remote_call;
+
+/**
  * The answer for one request.
  *
  * Written by the library: `reserved` words are zeroed. When passed back to
@@ -661,6 +753,88 @@ typedef struct ratecard_decision {
    */
   uint64_t reserved[4];
 } ratecard_decision;
+
+/**
+ * The clock a call uses: NULL (no struct) for the Redis server's TIME,
+ * the one clock of every gateway; else the gateway's wall clock since the
+ * Unix epoch, for services that refuse TIME in scripts (gateways whose
+ * clocks differ by d then admit up to about d/T more per rule).
+ */
+typedef struct ratecard_remote_clock {
+  /**
+   * Whole seconds since the epoch (at most 4e9).
+   */
+  uint64_t secs;
+  /**
+   * Nanoseconds within the second (below 1e9).
+   */
+  uint32_t nanos;
+} ratecard_remote_clock;
+
+/**
+ * Where ratecard_remote_write_args() put one byte string.
+ */
+typedef struct ratecard_span {
+  /**
+   * Offset of its first byte in the buffer.
+   */
+  size_t offset;
+  /**
+   * Its length (0 for an empty string).
+   */
+  size_t len;
+} ratecard_span;
+
+/**
+ * What ratecard_remote_write_args() wrote (or, on RATECARD_BUFFER_TOO_SHORT,
+ * needs).
+ */
+typedef struct ratecard_remote_args {
+  /**
+   * Spans 0..keys are the script's KEYS.
+   */
+  size_t keys;
+  /**
+   * Spans keys..keys+args are its ARGV.
+   */
+  size_t args;
+  /**
+   * Bytes used (or needed) in the buffer.
+   */
+  size_t bytes;
+  /**
+   * Spans used (or needed).
+   */
+  size_t spans;
+} ratecard_remote_args;
+
+/**
+ * What ratecard_remote_finish() read.
+ */
+typedef struct ratecard_remote_reply {
+  /**
+   * Bytes of the input the reply took (0 for bytes that are not RESP:
+   * close the connection).
+   */
+  size_t consumed;
+  /**
+   * RATECARD_REDIS_*: the server's error, on RATECARD_REMOTE_SERVER_ERROR.
+   */
+  uint32_t error;
+  /**
+   * The Cluster slot of MOVED and ASK.
+   */
+  uint32_t slot;
+  /**
+   * Offset in the reply of MOVED's and ASK's `host:port`, or of an other
+   * error's text.
+   */
+  size_t addr_offset;
+  /**
+   * Its length.
+   */
+  size_t addr_len;
+} ratecard_remote_reply;
 
 /**
  * Where one response field sits in the caller's buffer.
@@ -832,6 +1006,42 @@ typedef struct ratecard_response {
  * The monotonic clock could not be read.
  */
 #define RATECARD_CLOCK_UNAVAILABLE 22
+
+/**
+ * A reply that is a proper prefix of the script's: read more bytes and
+ * call again with all of them.
+ */
+#define RATECARD_REMOTE_INCOMPLETE 23
+
+/**
+ * Redis answered with an error (see ratecard_remote_reply.error): no
+ * decision; answer under the host's policy.
+ */
+#define RATECARD_REMOTE_SERVER_ERROR 24
+
+/**
+ * A reply that is not the script's (another script under its name, a
+ * proxy's answer, bytes that are not RESP): no decision.
+ */
+#define RATECARD_REMOTE_BAD_REPLY 25
+
+/**
+ * The request's rules count by different subjects, so their Redis keys
+ * cannot share one Cluster slot (a custom table mixing client-IP and
+ * instance rules in one API).
+ */
+#define RATECARD_MIXED_SUBJECTS 26
+
+/**
+ * A ratecard_remote_call this limiter did not prepare (or one that was
+ * overwritten).
+ */
+#define RATECARD_INVALID_CALL 27
+
+/**
+ * The last status code this version defines.
+ */
+#define RATECARD_LAST_STATUS RATECARD_INVALID_CALL
 
 #ifdef __cplusplus
 extern "C" {
@@ -1040,6 +1250,163 @@ ratecard_status ratecard_write_metrics(const struct ratecard_metrics_zone *zones
                                        uint8_t *buf,
                                        size_t buf_len,
                                        size_t *out_len);
+
+/**
+ * Classify `request` at `now_ns` (this host's CLOCK_MONOTONIC) for a
+ * decision through Redis. Exempt and unmatched requests, and subjects this
+ * host saw denied that are still limited (unless RATECARD_REMOTE_EXACT),
+ * are decided at once: `*round_trip` is false and `*out` holds the
+ * decision. Otherwise `*round_trip` is true and `*call` holds the call:
+ * send it (ratecard_remote_write_args() or ratecard_remote_write_command()), then
+ * ratecard_remote_finish(), or ratecard_remote_fallback() when Redis
+ * cannot answer. `flags`: RATECARD_REMOTE_PEEK, RATECARD_REMOTE_EXACT.
+ *
+ * Every host of one Redis must share the table's seed and rules.
+ *
+ * Returns RATECARD_OK; or RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT
+ * (an unknown flag), the request errors of ratecard_check(), and
+ * RATECARD_MIXED_SUBJECTS.
+ */
+ratecard_status ratecard_remote_prepare(const struct ratecard_limiter *limiter,
+                                        const struct ratecard_request *request,
+                                        uint64_t now_ns,
+                                        uint32_t flags,
+                                        struct ratecard_remote_call *call,
+                                        struct ratecard_decision *out,
+                                        bool *round_trip);
+
+/**
+ * Write the call's KEYS and ARGV into `buf` as byte strings, each at a
+ * span of `spans`, for a client library (hiredis' redisCommandArgv, a Go
+ * client's EvalSha): send `EVALSHA sha numkeys KEYS... ARGV...` with
+ * ratecard_remote_script_sha1() and `numkeys` = `out->keys`. Keys begin
+ * with `prefix` (no `{` or `}`; e.g. "rc:"). `clock` NULL: the server's
+ * TIME.
+ *
+ * Returns RATECARD_OK and fills `*out`; RATECARD_BUFFER_TOO_SHORT with
+ * `*out` holding the bytes and spans needed, nothing written; or
+ * RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT (a bad prefix or
+ * clock), RATECARD_INVALID_CALL.
+ */
+ratecard_status ratecard_remote_write_args(const struct ratecard_limiter *limiter,
+                                           const struct ratecard_remote_call *call,
+                                           const uint8_t *prefix,
+                                           size_t prefix_len,
+                                           const struct ratecard_remote_clock *clock,
+                                           uint8_t *buf,
+                                           size_t buf_len,
+                                           struct ratecard_span *spans,
+                                           size_t spans_len,
+                                           struct ratecard_remote_args *out);
+
+/**
+ * Write the whole call as a RESP command into `buf`, for a host that has
+ * only a socket (nginx): `form` RATECARD_REMOTE_EVALSHA, or
+ * RATECARD_REMOTE_EVAL after a NOSCRIPT error. Same `prefix` and `clock`
+ * as ratecard_remote_write_args().
+ *
+ * Returns RATECARD_OK with `*out_len` = bytes written;
+ * RATECARD_BUFFER_TOO_SHORT with `*out_len` = bytes needed, nothing
+ * written; or RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT,
+ * RATECARD_INVALID_CALL.
+ */
+ratecard_status ratecard_remote_write_command(const struct ratecard_limiter *limiter,
+                                              const struct ratecard_remote_call *call,
+                                              const uint8_t *prefix,
+                                              size_t prefix_len,
+                                              const struct ratecard_remote_clock *clock,
+                                              uint32_t form,
+                                              uint8_t *buf,
+                                              size_t buf_len,
+                                              size_t *out_len);
+
+/**
+ * Read Redis's reply to the call (`reply`, `reply_len` bytes received so
+ * far) and write the decision to `*out`: the binding rule, fields and
+ * counters exactly as ratecard_check() gives them. A denial is cached for
+ * the subject (see ratecard_remote_prepare()).
+ *
+ * Returns RATECARD_OK with `*out` and `info->consumed`;
+ * RATECARD_REMOTE_INCOMPLETE (read more, call again with all bytes);
+ * RATECARD_REMOTE_SERVER_ERROR with `info->error` (and for MOVED and ASK
+ * the slot and address, as offsets into `reply`) and `info->consumed`;
+ * RATECARD_REMOTE_BAD_REPLY with `info->consumed` (0: the bytes are not
+ * RESP, close the connection); or RATECARD_NULL_ARGUMENT,
+ * RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CALL. Errors are counted as
+ * failed round trips.
+ */
+ratecard_status ratecard_remote_finish(const struct ratecard_limiter *limiter,
+                                       const struct ratecard_remote_call *call,
+                                       const uint8_t *reply,
+                                       size_t reply_len,
+                                       struct ratecard_decision *out,
+                                       struct ratecard_remote_reply *info);
+
+/**
+ * ratecard_remote_finish() for a client library that already parsed the
+ * reply into its integers (`values`, `values_len` of them: the script
+ * replies 2 + 4 per rule).
+ *
+ * Returns RATECARD_OK and fills `*out`; RATECARD_REMOTE_BAD_REPLY (counted
+ * as a failed round trip); or RATECARD_NULL_ARGUMENT,
+ * RATECARD_INVALID_ARGUMENT, RATECARD_INVALID_CALL.
+ */
+ratecard_status ratecard_remote_finish_ints(const struct ratecard_limiter *limiter,
+                                            const struct ratecard_remote_call *call,
+                                            const int64_t *values,
+                                            size_t values_len,
+                                            struct ratecard_decision *out);
+
+/**
+ * When Redis cannot answer and the host's policy is to fall back to this
+ * host's table: the call's rules charged locally (per-host limits), the
+ * decision written to `*out`. Counted as a fallback.
+ *
+ * Returns RATECARD_OK; or RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT,
+ * RATECARD_INVALID_CALL.
+ */
+ratecard_status ratecard_remote_fallback(const struct ratecard_limiter *limiter,
+                                         const struct ratecard_remote_call *call,
+                                         struct ratecard_decision *out);
+
+/**
+ * Count an event of the Redis mode the library did not see:
+ * RATECARD_REMOTE_EVENT_ERROR (a timeout, a refused connection) or
+ * RATECARD_REMOTE_EVENT_FALLBACK (the fail-open or fail-closed policy
+ * answered). Counters appear in ratecard_stats and the metrics.
+ *
+ * Returns RATECARD_OK, RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT.
+ */
+ratecard_status ratecard_remote_count(const struct ratecard_limiter *limiter,
+                                      uint32_t event,
+                                      uint64_t now_ns);
+
+/**
+ * Clear this host's cached denials of the call's keys (after deleting
+ * them in Redis, an administrative reset: other hosts keep their cached
+ * denials until they lapse, at most the rule's period). `*cleared`: the
+ * entries cleared.
+ *
+ * Returns RATECARD_OK; or RATECARD_NULL_ARGUMENT, RATECARD_INVALID_ARGUMENT,
+ * RATECARD_INVALID_CALL.
+ */
+ratecard_status ratecard_remote_forget_cached(const struct ratecard_limiter *limiter,
+                                              const struct ratecard_remote_call *call,
+                                              uint32_t *cleared);
+
+/**
+ * The charge script's source (Lua, not NUL-terminated), `*len` bytes:
+ * what SCRIPT LOAD and EVAL take. Static.
+ *
+ * Returns NULL only when `len` is NULL.
+ */
+const uint8_t *ratecard_remote_script(size_t *len);
+
+/**
+ * The SHA-1 of the charge script, 40 lowercase hex digits, NUL-terminated:
+ * the name EVALSHA takes. Static; never NULL.
+ */
+const char *ratecard_remote_script_sha1(void);
 
 /**
  * Decide `request` at `now_ns` (CLOCK_MONOTONIC nanoseconds, shared by

@@ -21,6 +21,8 @@ use crate::time::Nanos;
 pub(crate) struct Work {
     pub rule: u8,
     pub tag: u64,
+    /// The first word of the subject's hash (the Redis mode's hash tag).
+    pub base: u64,
 }
 
 /// The rules of one request.

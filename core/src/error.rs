@@ -17,6 +17,10 @@ pub enum CheckError {
     MissingSubject,
     /// A rule index outside the table (generic keyed checks).
     UnknownRule,
+    /// The Redis mode: the request's rules count by different subjects
+    /// (a client-IP rule beside an instance rule), so their keys cannot
+    /// share one Cluster slot.
+    MixedSubjects,
 }
 
 /// Why a limiter could not be made or attached.
@@ -56,6 +60,7 @@ impl CheckError {
         match self {
             CheckError::MissingSubject => "request lacks the subject its rule needs",
             CheckError::UnknownRule => "rule index out of range",
+            CheckError::MixedSubjects => "the request's rules count by different subjects",
         }
     }
 }

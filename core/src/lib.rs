@@ -61,6 +61,7 @@ mod charge;
 mod clerk;
 mod config;
 mod decision;
+mod distributed;
 mod error;
 #[doc(hidden)]
 pub mod gcra;
@@ -70,6 +71,7 @@ mod limiter;
 pub mod metrics;
 mod params;
 mod quota;
+pub mod remote;
 mod request;
 #[doc(hidden)]
 pub mod route;
@@ -88,6 +90,7 @@ pub use decision::{
     reset_secs, write_429_body, Decision, Response, RuleId, RuleSet, Verdict, CLERK_429_BODY,
     FAIL_CLOSED_STATUS, LIMITED_STATUS,
 };
+pub use distributed::{Pending, Prepared, PENDING_BYTES};
 pub use error::{CheckError, SetupError};
 pub use hash::Seed;
 pub use limiter::{Limiter, StaticLimiter};

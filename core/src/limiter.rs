@@ -23,11 +23,11 @@ use crate::time::Nanos;
 /// handle between threads, or attach one handle per process to shared
 /// memory.
 pub struct Limiter<'a> {
-    table: Table<'a>,
+    pub(crate) table: Table<'a>,
     rules: RuleTable<'a>,
     router: Router<'a>,
-    params: RuleParams,
-    config: Config,
+    pub(crate) params: RuleParams,
+    pub(crate) config: Config,
     seed: Seed,
     /// The memory `table` views, when the limiter owns it. Declared last:
     /// dropped after the views into it.
@@ -36,7 +36,7 @@ pub struct Limiter<'a> {
 }
 
 /// How a request was classified.
-enum Classified {
+pub(crate) enum Classified {
     NoRule,
     Exempt(u8),
     /// The work list holds the matched rules and their tags.
@@ -313,7 +313,7 @@ impl<'a> Limiter<'a> {
         self.table.counters.add(spread(now.0), Global::Errors);
     }
 
-    fn charger(&self) -> Charger<'_, 'a> {
+    pub(crate) fn charger(&self) -> Charger<'_, 'a> {
         Charger {
             table: &self.table,
             params: &self.params,
@@ -342,9 +342,12 @@ impl<'a> Limiter<'a> {
         if p.unlimited {
             return Ok(self.exempt(rule.0, now, peek));
         }
-        Ok(self
-            .charger()
-            .run(&[Work { rule: rule.0, tag }], cost, now, peek))
+        let work = Work {
+            rule: rule.0,
+            tag,
+            base: tag,
+        };
+        Ok(self.charger().run(&[work], cost, now, peek))
     }
 
     #[inline]
@@ -368,7 +371,7 @@ impl<'a> Limiter<'a> {
         }
     }
 
-    fn exempt(&self, rule: u8, now: u64, peek: bool) -> Decision {
+    pub(crate) fn exempt(&self, rule: u8, now: u64, peek: bool) -> Decision {
         if !peek {
             self.table.counters.rule(spread(now), rule, Counted::Exempt);
         }
@@ -382,7 +385,7 @@ impl<'a> Limiter<'a> {
 
     /// Classify `request` and compute the tag of every matched rule.
     #[inline(always)]
-    fn classify<'p>(
+    pub(crate) fn classify<'p>(
         &self,
         request: &Request<'p>,
         work: &mut WorkList,
@@ -410,8 +413,12 @@ impl<'a> Limiter<'a> {
         }
         for m in &matches {
             let p = self.params.get(m.rule).ok_or(CheckError::UnknownRule)?;
-            let tag = subjects.tag(p.scope, m).ok_or(CheckError::MissingSubject)?;
-            let _ = work.push(Work { rule: m.rule, tag });
+            let (tag, base) = subjects.tag(p.scope, m).ok_or(CheckError::MissingSubject)?;
+            let _ = work.push(Work {
+                rule: m.rule,
+                tag,
+                base,
+            });
         }
         Ok(Classified::Work)
     }
@@ -419,7 +426,7 @@ impl<'a> Limiter<'a> {
 
 /// A well-mixed word of `now`, to spread counters of decisions that have no
 /// key (exempt, unmatched, errors) over the stripes.
-fn spread(now: u64) -> u64 {
+pub(crate) fn spread(now: u64) -> u64 {
     now.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 

@@ -156,18 +156,20 @@ impl<'r> Subjects<'r> {
         }
     }
 
-    /// The tag of matched rule `m` of `scope`, or `None` when the request
-    /// lacks its subject. Only per-id rules are split by their captures.
+    /// The tag of matched rule `m` of `scope`, and the first word of its
+    /// subject's hash (what the Redis mode co-locates keys by), or `None`
+    /// when the request lacks its subject. Only per-id rules are split by
+    /// their captures.
     #[inline(always)]
-    pub fn tag(&mut self, scope: Scope, m: &Match<'_>) -> Option<u64> {
+    pub fn tag(&mut self, scope: Scope, m: &Match<'_>) -> Option<(u64, u64)> {
         let subject = self.subject(scope)?;
         let n = (m.ncaptures as usize).min(m.captures.len());
         if scope != Scope::InstanceParams || n == 0 {
-            return Some(tag::of_subject(subject.h1(), m.rule));
+            return Some((tag::of_subject(subject.h1(), m.rule), subject.h1()));
         }
         let captures = m.captures.get(..n).unwrap_or(&[]);
         let h = hash::captures(subject.full(), m.rule, captures, m.encoded);
-        Some(tag::of_hash(h, m.rule))
+        Some((tag::of_hash(h, m.rule), subject.h1()))
     }
 }
 

@@ -68,6 +68,24 @@ pub const RATECARD_INVALID_IP_TEXT: ratecard_status = 20;
 pub const RATECARD_PANIC: ratecard_status = 21;
 /// The monotonic clock could not be read.
 pub const RATECARD_CLOCK_UNAVAILABLE: ratecard_status = 22;
+/// A reply that is a proper prefix of the script's: read more bytes and
+/// call again with all of them.
+pub const RATECARD_REMOTE_INCOMPLETE: ratecard_status = 23;
+/// Redis answered with an error (see ratecard_remote_reply.error): no
+/// decision; answer under the host's policy.
+pub const RATECARD_REMOTE_SERVER_ERROR: ratecard_status = 24;
+/// A reply that is not the script's (another script under its name, a
+/// proxy's answer, bytes that are not RESP): no decision.
+pub const RATECARD_REMOTE_BAD_REPLY: ratecard_status = 25;
+/// The request's rules count by different subjects, so their Redis keys
+/// cannot share one Cluster slot (a custom table mixing client-IP and
+/// instance rules in one API).
+pub const RATECARD_MIXED_SUBJECTS: ratecard_status = 26;
+/// A ratecard_remote_call this limiter did not prepare (or one that was
+/// overwritten).
+pub const RATECARD_INVALID_CALL: ratecard_status = 27;
+/// The last status code this version defines.
+pub const RATECARD_LAST_STATUS: ratecard_status = RATECARD_INVALID_CALL;
 
 /// The status for a check error. Exhaustive on purpose: a new core error
 /// must get its own status code before this crate builds again.
@@ -75,6 +93,7 @@ pub(crate) fn check_status(e: CheckError) -> ratecard_status {
     match e {
         CheckError::MissingSubject => RATECARD_MISSING_SUBJECT,
         CheckError::UnknownRule => RATECARD_UNKNOWN_RULE,
+        CheckError::MixedSubjects => RATECARD_MIXED_SUBJECTS,
     }
 }
 
@@ -125,6 +144,11 @@ pub(crate) fn status_text(status: ratecard_status) -> &'static std::ffi::CStr {
         RATECARD_INVALID_IP_TEXT => c"not an IP address",
         RATECARD_PANIC => c"internal error caught at the library boundary",
         RATECARD_CLOCK_UNAVAILABLE => c"monotonic clock unavailable",
+        RATECARD_REMOTE_INCOMPLETE => c"Redis reply incomplete: read more",
+        RATECARD_REMOTE_SERVER_ERROR => c"Redis answered with an error",
+        RATECARD_REMOTE_BAD_REPLY => c"Redis reply is not the script's",
+        RATECARD_MIXED_SUBJECTS => c"the request's rules count by different subjects",
+        RATECARD_INVALID_CALL => c"not a call this limiter prepared",
         _ => c"unknown status",
     }
 }
@@ -143,6 +167,12 @@ impl Boundary for ratecard_status {
 }
 
 impl Boundary for *const c_char {
+    fn refused(_: ratecard_status) -> Self {
+        std::ptr::null()
+    }
+}
+
+impl Boundary for *const u8 {
     fn refused(_: ratecard_status) -> Self {
         std::ptr::null()
     }
@@ -405,16 +435,13 @@ mod tests {
 
     #[test]
     fn every_status_has_its_own_text() {
-        let texts: Vec<_> = (RATECARD_OK..=RATECARD_CLOCK_UNAVAILABLE)
+        let texts: Vec<_> = (RATECARD_OK..=RATECARD_LAST_STATUS)
             .map(status_text)
             .collect();
         for (i, t) in texts.iter().enumerate() {
             assert_ne!(*t, c"unknown status");
             assert!(!texts[..i].contains(t), "{t:?}");
         }
-        assert_eq!(
-            status_text(RATECARD_CLOCK_UNAVAILABLE + 1),
-            c"unknown status"
-        );
+        assert_eq!(status_text(RATECARD_LAST_STATUS + 1), c"unknown status");
     }
 }

@@ -10,7 +10,8 @@
 //! - [`request`]: requests and decisions: check, peek, the generic keyed
 //!   check, reset;
 //! - [`response`]: the response writers, IP parsing, the clock;
-//! - [`metrics`]: counters in Prometheus' text format.
+//! - [`metrics`]: counters in Prometheus' text format;
+//! - [`remote`]: the Redis mode (one limit across hosts).
 //!
 //! Every export is `unsafe extern "C"` where it takes pointers: its contract
 //! (pointers valid for their lengths, handles live) is the header's. The
@@ -45,6 +46,7 @@
 pub mod boundary;
 pub mod limiter;
 pub mod metrics;
+pub mod remote;
 pub mod request;
 pub mod response;
 pub mod version;
@@ -52,6 +54,7 @@ pub mod version;
 pub use boundary::*;
 pub use limiter::*;
 pub use metrics::*;
+pub use remote::*;
 pub use request::*;
 pub use response::*;
 pub use version::*;

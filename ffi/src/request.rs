@@ -176,7 +176,7 @@ impl ratecard_decision {
 ///
 /// # Safety
 /// Every non-NULL pointer in `r` must be valid for reads of its length for `'a`.
-unsafe fn request_of(r: &ratecard_request) -> Result<Request<'_>, ratecard_status> {
+pub(crate) unsafe fn request_of(r: &ratecard_request) -> Result<Request<'_>, ratecard_status> {
     // SAFETY: the caller's contract for the request's byte strings.
     let method = unsafe { bytes(r.method, r.method_len) };
     // SAFETY: as above.

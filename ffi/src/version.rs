@@ -24,7 +24,7 @@ const fn parse(s: &str) -> u32 {
     let mut n: u32 = 0;
     while let [digit @ b'0'..=b'9', tail @ ..] = rest {
         n = match n.checked_mul(10) {
-            Some(m) => match m.checked_add((*digit - b'0') as u32) {
+            Some(m) => match m.checked_add(digit.wrapping_sub(b'0') as u32) {
                 Some(v) => v,
                 None => return u32::MAX,
             },

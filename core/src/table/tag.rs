@@ -42,6 +42,14 @@ pub fn of_hash(hash: u64, rule: u8) -> u64 {
     high << HASH_SHIFT | (rule as u64 & RULE_MASK)
 }
 
+/// The tag under which the local table caches a remote denial of the key
+/// `tag` (the Redis mode): the same rule index, an unrelated identity, so a
+/// cache entry never meets the key's own local state.
+#[inline(always)]
+pub fn cached(tag: u64) -> u64 {
+    of_hash(mix(tag ^ 0x6361_6368_6564_2121), rule_of(tag) as u8)
+}
+
 /// A bijective 64-bit finaliser (MurmurHash3's).
 #[inline(always)]
 fn mix(mut x: u64) -> u64 {
