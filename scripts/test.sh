@@ -47,8 +47,8 @@ if [ "$mode" = quick ]; then
   exit 0
 fi
 
-stage "Redis: the charge script on a real redis-server (started by the tests)"
-cargo test -p ratecard --test redis_script -- --include-ignored
+stage "Redis: the charge script and the limiter through a real redis-server (started by the tests)"
+cargo test -p ratecard --test redis_script --test redis_limiter -- --include-ignored
 
 stage "rust tests that need promtool"
 cargo test -p ratecard-ffi --test abi -- --ignored

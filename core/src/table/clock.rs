@@ -10,9 +10,9 @@
 //! mark: the latest time of callers that agree with one another.
 //!
 //! - A caller at most [`LEAP`] ahead of the mark moves it to its `now`
-//!   (stores happen at most once per [`GRAIN`], so the shared word stays
-//!   read-mostly) and is judged at its `now`; a caller behind the mark
-//!   changes nothing and is judged at its `now` too.
+//!   (stores happen at most once per [`GRAIN`] of traffic, so the shared
+//!   word stays read-mostly) and is judged at its `now`; a caller behind
+//!   the mark changes nothing and is judged at its `now` too.
 //! - A caller more than [`LEAP`] ahead is judged at the mark: it may take
 //!   only slots that are free at the time the others agree on. It proposes
 //!   a leap, which is accepted once callers have stayed in that same epoch
@@ -74,7 +74,10 @@ impl Clock<'_> {
             return now;
         }
         if now <= bound {
-            self.mark.fetch_max(now, Ordering::Relaxed);
+            // A plain store, not a locked max: two racing callers may leave
+            // the earlier of their times, a mark lower by at most the race,
+            // which only makes wild callers' judging stricter.
+            self.mark.store(now, Ordering::Relaxed);
             if self.leap.load(Ordering::Relaxed) != 0 {
                 self.leap.store(0, Ordering::Relaxed);
             }
@@ -89,7 +92,7 @@ impl Clock<'_> {
                 .leap
                 .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed);
         } else if now >= start.saturating_add(CONFIRM) {
-            self.mark.fetch_max(now, Ordering::Relaxed);
+            self.mark.store(now, Ordering::Relaxed);
             let _ = self
                 .leap
                 .compare_exchange(start, 0, Ordering::Relaxed, Ordering::Relaxed);
