@@ -264,10 +264,10 @@ impl<'a> Router<'a> {
         let base = self.by_api[api_index(api)]
             & self.by_method[(method as usize).min(METHODS - 1)]
             & self.by_kind[kind as usize & 1];
-        let segs = match Segments::parse(path, self.fold) {
-            Ok(segs) => segs,
-            Err(_) => return self.non_canonical(base, f),
-        };
+        let mut segs = Segments::new(path);
+        if segs.parse_into(path, self.fold).is_err() {
+            return self.non_canonical(base, f);
+        }
         if segs.has_suffix() {
             return self.with_suffix(api, base, &segs, f);
         }

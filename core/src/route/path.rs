@@ -82,16 +82,29 @@ impl<'p> Segments<'p> {
     /// `fold` lowercases the heads (ASCII) for a case-insensitive router.
     #[inline]
     pub fn parse(path: &'p [u8], fold: bool) -> Result<Segments<'p>, NotCanonical> {
-        let mut s = match fast(path) {
-            Some(s) => s,
-            None => slow(path)?,
-        };
+        let mut s = Segments::empty(path);
+        s.parse_into(path, fold)?;
+        Ok(s)
+    }
+
+    /// [`Segments::parse`] into `self` (an empty value), so the hot path
+    /// moves no copy of the segments around.
+    #[inline(always)]
+    pub fn parse_into(&mut self, path: &'p [u8], fold: bool) -> Result<(), NotCanonical> {
+        if !fast(path, self) {
+            *self = slow(path)?;
+        }
         if fold {
-            for h in &mut s.heads {
+            for h in &mut self.heads {
                 *h = scan::lowercase(*h);
             }
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// No segment yet, over `path`.
+    pub const fn new(path: &'p [u8]) -> Segments<'p> {
+        Segments::empty(path)
     }
 
     /// The raw bytes of kept segment `i` (escapes not decoded), and whether
@@ -218,38 +231,77 @@ fn strip_absolute(target: &[u8]) -> &[u8] {
     }
 }
 
-/// The fast branch: a path with no byte that needs the walk.
+/// The fast branch: a path with no byte that needs the walk, split into
+/// `s` sixteen bytes at a time. False (`s` untouched but its path) when the
+/// path needs the walk.
 #[inline(always)]
 #[allow(
     clippy::arithmetic_side_effects,
-    reason = "offsets within a path of at most FAST_MAX bytes; i > start before the subtraction"
+    reason = "offsets within a path of at most FAST_MAX bytes; bit positions below 16"
 )]
-fn fast(target: &[u8]) -> Option<Segments<'_>> {
-    if target.first() != Some(&b'/') || target.len() > u32::MAX as usize {
-        return None;
+fn fast<'p>(target: &'p [u8], s: &mut Segments<'p>) -> bool {
+    let len = target.len();
+    if target.first() != Some(&b'/') || len > scan::FAST_MAX {
+        return false;
     }
-    let scan::Scan { slashes, end } = scan::scan(target)?;
-    let path = target.get(..end)?;
-    let mut s = Segments::empty(path);
     let mut start = 0usize;
-    let mut slashes = slashes;
+    let mut end = len;
+    let mut at = 0usize;
     loop {
-        let i = if slashes == 0 {
-            end
+        // Bits of the block that are bytes not seen yet.
+        let (block, skip) = if at + 16 <= len {
+            (scan::classes_at(target, at), 0u32)
+        } else if len >= 16 {
+            // The last bytes: the final sixteen, minus those seen.
+            let skip = (at + 16 - len) as u32;
+            (scan::classes_at(target, len - 16), skip)
         } else {
-            slashes.trailing_zeros() as usize
+            (scan::classes_short(target), 0)
         };
-        if i > start {
-            let len = i - start;
-            s.push(start, len, len, scan::head_at(path, start, len), false);
+        let base = if skip > 0 { len - 16 } else { at };
+        let fresh = (0xffffu32 << skip) as u16;
+        let (mut slash, stop, mut bad) = (block.0 & fresh, block.1 & fresh, block.2 & fresh);
+        let last = stop != 0 || at + 16 >= len;
+        if stop != 0 {
+            // The path part ends at the first `?` or `#`.
+            let below = (1u32 << stop.trailing_zeros()) - 1;
+            end = base + stop.trailing_zeros() as usize;
+            slash &= below as u16;
+            bad &= below as u16;
         }
-        if slashes == 0 {
+        if bad != 0 {
+            return false;
+        }
+        while slash != 0 {
+            let i = base + slash.trailing_zeros() as usize;
+            slash &= slash - 1;
+            if i > start {
+                s.push(
+                    start,
+                    i - start,
+                    i - start,
+                    scan::head_at(target, start, i - start),
+                    false,
+                );
+            }
+            start = i + 1;
+        }
+        if last {
             break;
         }
-        slashes &= slashes - 1;
-        start = i + 1;
+        at += 16;
     }
-    Some(s)
+    if end > start {
+        s.push(
+            start,
+            end - start,
+            end - start,
+            scan::head_at(target, start, end - start),
+            false,
+        );
+    }
+    s.path = target.get(..end).unwrap_or(target);
+    true
 }
 
 /// One non-empty segment of a path, as the walk hands it over.
@@ -639,7 +691,8 @@ mod tests {
             b"/v1/users/u?",
         ];
         for &p in paths {
-            let f = fast(p).unwrap();
+            let mut f = Segments::empty(p);
+            assert!(fast(p, &mut f));
             let s = slow(p).unwrap();
             assert_eq!(f.n, s.n, "{p:?}");
             for i in 0..f.n.min(MAX_SEGMENTS) {

@@ -1,65 +1,80 @@
 //! Byte-level helpers of the normaliser's fast branch: finding the slashes
 //! of a path that needs no walk, and segment heads as words.
 
-/// The most bytes (before any query) the fast branch takes: slash positions
-/// fit in a `u128`. Longer paths are walked.
+/// The longest request target the fast branch takes; longer ones are
+/// walked.
 pub const FAST_MAX: usize = 128;
 
-/// What [`scan`] found.
-pub struct Scan {
-    /// Bit `i` set: byte `i` is `/` (only bits below `end`).
-    pub slashes: u128,
-    /// Where the path part ends: the first `?` or `#`, or the length.
-    pub end: usize,
+/// Per byte of the sixteen bytes of `path` at `at` (which it has), the
+/// masks of [`classes16`].
+#[inline(always)]
+pub fn classes_at(path: &[u8], at: usize) -> (u16, u16, u16) {
+    match path
+        .get(at..at.saturating_add(16))
+        .map(<&[u8; 16]>::try_from)
+    {
+        Some(Ok(block)) => classes16(block),
+        _ => (0, 0, u16::MAX),
+    }
 }
 
-/// 0 go on, 1 `/`, 2 end of the path part (`?`, `#`), 3 needs the walk
-/// (`%`, NUL, `\`, `;`, `.`).
-#[allow(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    reason = "constant evaluation: indices are bytes, below 256"
-)]
-const CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b'/' as usize] = 1;
-    t[b'?' as usize] = 2;
-    t[b'#' as usize] = 2;
-    t[b'%' as usize] = 3;
-    t[0] = 3;
-    t[b'\\' as usize] = 3;
-    t[b';' as usize] = 3;
-    t[b'.' as usize] = 3;
-    t
-};
-
-/// The slashes and end of `path` if nothing before its end needs the walk
-/// and it is at most [`FAST_MAX`] bytes long.
+/// [`classes_at`] for a path shorter than sixteen bytes (the rest reads
+/// as NUL, which the caller's length masks away).
 #[inline(always)]
-#[allow(
-    clippy::arithmetic_side_effects,
-    clippy::indexing_slicing,
-    reason = "CLASS has 256 entries, indexed by a byte; i < FAST_MAX before the shift"
-)]
-pub fn scan(path: &[u8]) -> Option<Scan> {
-    let mut slashes = 0u128;
-    for (i, &b) in path.iter().enumerate() {
-        match CLASS[b as usize] {
-            0 => {}
-            1 => {
-                if i >= FAST_MAX {
-                    return None;
-                }
-                slashes |= 1u128 << i;
-            }
-            2 => return Some(Scan { slashes, end: i }),
-            _ => return None,
-        }
+pub fn classes_short(path: &[u8]) -> (u16, u16, u16) {
+    let mut block = [0u8; 16];
+    let n = path.len().min(16);
+    if let (Some(dst), Some(src)) = (block.get_mut(..n), path.get(..n)) {
+        dst.copy_from_slice(src);
     }
-    (path.len() <= FAST_MAX).then_some(Scan {
-        slashes,
-        end: path.len(),
-    })
+    let (s, q, b) = classes16(&block);
+    let keep = (1u32 << n).wrapping_sub(1) as u16;
+    (s & keep, q & keep, b & keep)
+}
+
+/// Per byte of a block, as bit masks: `/`; `?` or `#` (the end of the path
+/// part); `%`, NUL, `\\`, `;` or `.` (needs the walk).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn classes16(w: &[u8; 16]) -> (u16, u16, u16) {
+    use core::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+        _mm_setzero_si128,
+    };
+    let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7] = *w;
+    let lo = u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]);
+    let hi = u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]);
+    // SAFETY: these intrinsics need only SSE2, part of the x86_64 baseline
+    // (every x86_64 CPU has it), and none of them touches memory. The
+    // classifier's benchmark shows the vector scan pays: see
+    // benches/README.md, `decision/classify`.
+    unsafe {
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+        let slash = _mm_movemask_epi8(eq(b'/'));
+        let stop = _mm_movemask_epi8(_mm_or_si128(eq(b'?'), eq(b'#')));
+        let bad = _mm_or_si128(
+            _mm_or_si128(
+                _mm_or_si128(eq(b'%'), eq(b'\\')),
+                _mm_or_si128(eq(b';'), eq(b'.')),
+            ),
+            _mm_cmpeq_epi8(v, _mm_setzero_si128()),
+        );
+        (slash as u16, stop as u16, _mm_movemask_epi8(bad) as u16)
+    }
+}
+
+/// Per byte of a block, as bit masks (see the x86_64 version).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn classes16(w: &[u8; 16]) -> (u16, u16, u16) {
+    let (mut slash, mut stop, mut bad) = (0u16, 0u16, 0u16);
+    for (k, &b) in w.iter().enumerate() {
+        slash |= u16::from(b == b'/') << k;
+        stop |= u16::from(matches!(b, b'?' | b'#')) << k;
+        bad |= u16::from(matches!(b, b'%' | 0 | b'\\' | b';' | b'.')) << k;
+    }
+    (slash, stop, bad)
 }
 
 /// The first eight bytes of `seg`, little-endian, zero-padded.
@@ -149,13 +164,14 @@ mod tests {
     }
 
     #[test]
-    fn scan_stops_at_the_query_and_refuses_what_needs_the_walk() {
-        let s = scan(b"/a/b?c/%").unwrap();
-        assert_eq!((s.slashes, s.end), (0b101, 4));
+    fn block_classes_mark_slashes_the_end_and_what_needs_the_walk() {
+        let (s, q, b) = classes_short(b"/a/b?c/%");
+        assert_eq!((s, q, b), (0b0100_0101, 0b1_0000, 0b1000_0000));
         for p in [&b"/a%20"[..], b"/a.b", b"/a;b", b"/a\\b", b"/a\0"] {
-            assert!(scan(p).is_none(), "{p:?}");
+            assert_ne!(classes_short(p).2, 0, "{p:?}");
         }
-        let long = [b'a'; FAST_MAX + 1];
-        assert!(scan(&long).is_none());
+        let path = b"/v1/client/sign_ins/attempt_first_factor";
+        assert_eq!(classes_at(path, 16).0, 1 << 3, "the slash at 19");
+        assert_eq!(classes_at(path, 40), (0, 0, u16::MAX), "past the end");
     }
 }
