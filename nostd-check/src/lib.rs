@@ -31,7 +31,7 @@ pub extern "C" fn ratecard_nostd_check(seed: u64, now_ns: u64) -> u32 {
     };
     let ip = [192, 0, 2, 1];
     let requests = [
-        Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(&ip),
+        Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip(ip),
         Request::new(Api::Backend, b"PATCH", b"/v1/users/user_1").key(b"sk_test_x"),
     ];
     let mut allowed = 0;
@@ -39,8 +39,8 @@ pub extern "C" fn ratecard_nostd_check(seed: u64, now_ns: u64) -> u32 {
     for r in &requests {
         match limiter.check(r, Nanos(now_ns)) {
             Ok(d) => {
-                allowed += d.allowed as u32;
-                let _ = d.write_ratelimit(limiter.rules(), &mut buf);
+                allowed += u32::from(d.allowed());
+                let _ = d.write_response(limiter.rules(), &mut buf);
             }
             Err(_) => return u32::MAX,
         }
