@@ -17,8 +17,11 @@ use std::cell::RefCell;
 struct Model {
     slots: RefCell<Vec<u128>>,
     mask: u64,
-    after_claim: RefCell<Option<Box<dyn FnOnce(&Model)>>>,
+    after_claim: RefCell<Option<Hook>>,
 }
+
+/// What another thread does at a chosen moment.
+type Hook = Box<dyn FnOnce(&Model)>;
 
 impl Model {
     fn new(buckets: usize) -> Model {
