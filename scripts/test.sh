@@ -80,6 +80,9 @@ cargo clippy -p ratecard-rls --all-targets --features bench -- -D warnings
 cargo build -p ratecard-rls --features bench
 target/debug/ratecard-rls-load --calls 2000 --seconds 2 --batches 3 --batch 200 --warmup 200
 
+stage "instruction budgets of the hot paths (callgrind; deterministic)"
+bash benches/instructions.sh
+
 stage "C ABI: C test suite on libratecard.a and libratecard.so under valgrind"
 sh ffi/tests/c/run.sh
 

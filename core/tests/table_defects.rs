@@ -12,16 +12,23 @@ use ratecard::{window, Api, Nanos, Request};
 use std::cell::RefCell;
 
 /// Slots in a RefCell: a single-threaded table whose steps a test orders.
+/// `after_claim` runs once, right after the first CAS that writes a claim:
+/// the moment another thread would act in a race.
 struct Model {
     slots: RefCell<Vec<u128>>,
     mask: u64,
+    after_claim: RefCell<Option<Hook>>,
 }
+
+/// What another thread does at a chosen moment.
+type Hook = Box<dyn FnOnce(&Model)>;
 
 impl Model {
     fn new(buckets: usize) -> Model {
         Model {
             slots: RefCell::new(vec![0; buckets * 4]),
             mask: buckets as u64 - 1,
+            after_claim: RefCell::new(None),
         }
     }
     fn set(&self, i: usize, v: u128) {
@@ -46,13 +53,20 @@ impl Cells for Model {
         self.slots.borrow()[i]
     }
     fn cas(&self, i: usize, current: u128, new: u128) -> Result<(), u128> {
-        let mut s = self.slots.borrow_mut();
-        if s[i] == current {
+        {
+            let mut s = self.slots.borrow_mut();
+            if s[i] != current {
+                return Err(s[i]);
+            }
             s[i] = new;
-            Ok(())
-        } else {
-            Err(s[i])
         }
+        if slot::kind_of(new) == Kind::Claim {
+            let hook = self.after_claim.borrow_mut().take();
+            if let Some(hook) = hook {
+                hook(self);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +90,66 @@ const NOW: u64 = 1_000;
 /// A tag whose identity places it in bucket 0 with alternate bucket 1.
 fn tag(n: u64) -> u64 {
     (n << 40) | (1 << 36) | 1
+}
+
+#[test]
+fn an_inserter_that_loses_a_race_puts_its_victim_back_and_counts_the_displacement() {
+    use ratecard::table::{insert, Insert};
+    use ratecard::Policy;
+    // Both buckets full of keys in debt; thread B inserts the new key k
+    // and claims the least-debt victim. Before B rescans, thread A stores k
+    // elsewhere (over its own victim, which A counts).
+    let cells = Model::new(2);
+    let k = tag(1);
+    for i in 0..8 {
+        cells.set(i, slot::pack(tag(10 + i as u64), 5 + i as u64));
+    }
+    let victims: Vec<u128> = (0..8).map(|i| cells.load(i)).collect();
+    *cells.after_claim.borrow_mut() = Some(Box::new(move |c: &Model| {
+        c.set(7, slot::pack(k, 1));
+    }));
+    let (done, events) = insert(&cells, &Counting, k, 1, NOW, Policy::Evict);
+    assert_eq!(done, Insert::Raced, "B yields to A's slot of the key");
+    assert!(events.evicted_in_debt, "B's displacement is counted");
+    // B's victim (the least debt: slot 0) is back, whole.
+    assert_eq!(cells.load(0), victims[0]);
+    // One slot of k: A's.
+    assert_eq!(cells.live_of(k), vec![(7, 1)]);
+    // Lost in-debt keys (slot 7, A's victim, which A counts): one.
+    let lost = (0..8).filter(|&i| cells.load(i) != victims[i]).count();
+    assert_eq!(lost, 1);
+}
+
+#[test]
+fn a_reset_racing_a_relocation_finishes_the_move_then_clears_the_key() {
+    use ratecard::table::forget;
+    // A mover froze the key at slot 0 and reserved slot 4 (its other
+    // bucket); a reset comes in before the move completes.
+    let cells = Model::new(2);
+    let k = tag(6);
+    let reservation = slot::pack(slot::marked(k, Kind::Incoming), NOW + slot::MARKER_TTL);
+    cells.set(4, reservation);
+    cells.set(0, slot::pack(slot::marked(k, Kind::Frozen), 9));
+    assert_eq!(forget(&cells, k), 1, "the key's one state cleared");
+    assert!(cells.live_of(k).is_empty());
+    // Nothing left for a late mover or helper to bring back.
+    assert!((0..8).all(|i| slot::identity(cells.load(i)) != k || cells.load(i) == 0));
+}
+
+#[test]
+fn a_second_thread_seeding_a_static_limiter_waits_for_the_first() {
+    use ratecard::{Config, StaticLimiter, CLERK};
+    for _ in 0..50 {
+        let l: &'static StaticLimiter<16> =
+            Box::leak(Box::new(StaticLimiter::new(CLERK, Config::DEFAULT)));
+        let results: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|i| s.spawn(move || l.seed(ratecard::Seed::from_bytes([i; 16])).map(|_| ())))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    }
 }
 
 #[test]

@@ -186,22 +186,33 @@ pub enum Found {
 /// clearing expired markers and merging duplicates as it goes.
 #[inline]
 pub fn find<C: Cells, R: Rules>(cells: &C, rules: &R, tag: u64, now: u64) -> Found {
-    // The common cases in one pass over both buckets: no slot of the key
-    // (absent), or exactly one and it is live. Anything else (a marker, a
-    // duplicate) takes the full lookup, which reads the slots again.
+    // The common cases: exactly one slot of the key, live, in its first
+    // bucket (where inserts put keys first), after four loads; or none in
+    // the first and at most one in the second. A key has one live slot
+    // (inserters rescan both buckets before they commit, and a move
+    // freezes its source before its destination goes live), so a live
+    // match in the first bucket is the key's: a relocation in flight shows
+    // there as a marker or a frozen slot, which takes the full lookup. The
+    // one way to a second live copy is an inserter that yields and puts a
+    // claimed victim back after the victim's owner re-inserted it; that
+    // displacement is counted as an in-debt eviction, and the copy this
+    // lookup does not see is charged no more.
     let (b1, b2) = tag::buckets(tag, cells.mask());
     let (n1, p1, v1) = cells.match_bucket(b1, tag);
-    // One bucket only (a table of one bucket): don't count its slots twice.
-    let (n2, p2, v2) = if b2 != b1 {
-        cells.match_bucket(b2, tag)
-    } else {
-        (0, 0, 0)
-    };
-    match (n1, n2) {
-        (0, 0) => return Found::Absent,
-        (1, 0) if kind_of(v1) == Kind::Live => return Found::Live { pos: p1, value: v1 },
-        (0, 1) if kind_of(v2) == Kind::Live => return Found::Live { pos: p2, value: v2 },
-        _ => {}
+    if n1 == 1 && kind_of(v1) == Kind::Live {
+        return Found::Live { pos: p1, value: v1 };
+    }
+    if n1 == 0 {
+        // One bucket only (a table of one bucket): nothing more to read.
+        if b2 == b1 {
+            return Found::Absent;
+        }
+        let (n2, p2, v2) = cells.match_bucket(b2, tag);
+        match n2 {
+            0 => return Found::Absent,
+            1 if kind_of(v2) == Kind::Live => return Found::Live { pos: p2, value: v2 },
+            _ => {}
+        }
     }
     find_slow(cells, rules, tag, now)
 }
