@@ -22,8 +22,8 @@
 //! # }
 //! ```
 //!
-//! Features: `alloc` gives [`Limiter::new`], a table in memory it owns;
-//! `std` (with `alloc`) adds [`Seed::random`]. Without them the crate needs
+//! Features: `alloc` gives `Limiter::new`, a table in memory it owns;
+//! `std` (with `alloc`) adds `Seed::random`. Without them the crate needs
 //! neither: the table goes into caller memory ([`Limiter::init`], a shared
 //! mapping for several processes) or a `static` ([`StaticLimiter`]).
 //!

@@ -228,7 +228,7 @@ pub enum TableError {
     /// A rule name is empty or holds a character outside `[A-Za-z0-9._-]`.
     BadName,
     /// A route pattern does not start with `/` (or is not `*`), holds an
-    /// unclosed `{`, captures more than [`MAX_CAPTURES`] segments, or has
+    /// unclosed `{`, captures more than two segments, or has
     /// more than [`crate::route::MAX_SEGMENTS`] segments.
     BadPattern,
     /// A limited rule has a period of zero.

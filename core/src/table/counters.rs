@@ -97,25 +97,28 @@ pub struct Counters<'m> {
 /// A global counter.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Global {
-    /// See [`Stripe::unmatched`].
+    /// Requests that matched no rule.
     Unmatched,
-    /// See [`Stripe::errors`].
+    /// Requests refused with an error (a missing subject, say).
     Errors,
-    /// See [`Stripe::inserts`].
+    /// Keys inserted.
     Inserts,
-    /// See [`Stripe::evicted`].
+    /// Inserts that replaced a live key (replenished or not).
     Evicted,
-    /// See [`Stripe::evicted_in_debt`].
+    /// Inserts that replaced a key still in debt.
     EvictedInDebt,
-    /// See [`Stripe::full`].
+    /// Inserts that found every candidate in debt and were refused or
+    /// admitted untracked by the policy.
     Full,
-    /// See [`Stripe::remote_calls`].
+    /// Round trips to a remote store (Redis) that got a reply.
     RemoteCalls,
-    /// See [`Stripe::remote_errors`].
+    /// Round trips that failed (timeout, connection, a bad reply).
     RemoteErrors,
-    /// See [`Stripe::remote_fallbacks`].
+    /// Decisions the host's policy answered because the remote store could
+    /// not (fail open, fail closed, or the local table).
     RemoteFallbacks,
-    /// See [`Stripe::remote_cached`].
+    /// Denials answered from the local cache of remote denials, with no
+    /// round trip.
     RemoteCached,
 }
 
