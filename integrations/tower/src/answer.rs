@@ -110,11 +110,11 @@ pub(crate) fn of(decision: &Decision, rules: &RuleTable<'_>) -> Next {
             return None;
         }
         bytes.get(range.clone())?;
-        // A custom table's rule name may not be a valid field value: leave
-        // that field out rather than send it broken.
+        // Validated rule names are [A-Za-z0-9._-]: this refuses nothing,
+        // and checks without copying.
         HeaderValue::from_maybe_shared(bytes.slice(range.clone())).ok()
     };
-    let fields = Fields {
+    let mut fields = Fields {
         policy: field(&r.ratelimit_policy),
         ratelimit: field(&r.ratelimit),
     };
@@ -125,7 +125,6 @@ pub(crate) fn of(decision: &Decision, rules: &RuleTable<'_>) -> Next {
     if let Some(v) = field(&r.retry_after) {
         headers.insert(RETRY_AFTER, v);
     }
-    let mut fields = fields;
     fields.apply(&mut headers);
     let body = if r.body.is_empty() || bytes.get(r.body.clone()).is_none() {
         Bytes::new()
