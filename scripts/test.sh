@@ -53,6 +53,11 @@ cargo test -p ratecard --test redis_script --test redis_limiter -- --include-ign
 stage "rust tests that need promtool"
 cargo test -p ratecard-ffi --test abi -- --ignored
 
+stage "tower layer: metrics through promtool, build without axum, docs"
+cargo test -p ratecard-tower --test loopback -- --ignored
+cargo build -p ratecard-tower --no-default-features
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratecard-tower
+
 stage "occupancy at 2^20 slots (release)"
 cargo test --release -p ratecard --test occupancy
 
