@@ -12,7 +12,6 @@
 //! - an error (no decision): [`FAIL_CLOSED_STATUS`] unless the host is
 //!   configured to fail open.
 
-use core::fmt::Write;
 use core::ops::Range;
 
 use crate::rule::RuleTable;
@@ -196,11 +195,7 @@ impl Decision {
     /// Write the `Retry-After` value (`"2"`); writes nothing and returns
     /// `Ok(0)` when the decision carries none.
     pub fn write_retry_after(&self, out: &mut [u8]) -> Result<usize, usize> {
-        let secs = self.retry_after_secs();
-        emit(out, |w| match secs {
-            Some(s) => write!(w, "{s}"),
-            None => Ok(()),
-        })
+        emit(out, |s| self.retry_after_into(s))
     }
 
     /// Write the `RateLimit-Policy` value listing every matched limited
@@ -211,91 +206,31 @@ impl Decision {
         rules: &RuleTable<'_>,
         out: &mut [u8],
     ) -> Result<usize, usize> {
-        let matched = if self.limits() {
-            self.matched
-        } else {
-            RuleSet::EMPTY
-        };
-        emit(out, |w| {
-            let mut first = true;
-            for id in matched.iter() {
-                let Some(rule) = rules.get(id.index()) else {
-                    continue;
-                };
-                if rule.quota.is_unlimited() {
-                    continue;
-                }
-                if !first {
-                    w.write_str(", ")?;
-                }
-                first = false;
-                let secs = rule.quota.period.0.div_ceil(NANOS_PER_SEC);
-                write!(w, "\"{}\";q={};w={}", rule.name, rule.quota.limit, secs)?;
-            }
-            Ok(())
-        })
+        emit(out, |s| self.policy_into(rules, s))
     }
 
     /// Write the `RateLimit` value for the binding rule, e.g.
     /// `"fapi.sign_ins.create";r=4;t=2`. Empty when exempt or unmatched.
     pub fn write_ratelimit(&self, rules: &RuleTable<'_>, out: &mut [u8]) -> Result<usize, usize> {
-        let rule = match self.rule {
-            Some(id) if self.limits() => rules.get(id.index()),
-            _ => None,
-        };
-        let (remaining, t) = (self.remaining, reset_secs(self.reset));
-        emit(out, |w| match rule {
-            Some(rule) => write!(w, "\"{}\";r={};t={}", rule.name, remaining, t),
-            None => Ok(()),
-        })
+        emit(out, |s| self.ratelimit_into(rules, s))
     }
 
     /// The whole answer a host sends, written into `out`: the status and
     /// the field values (see the module docs). `Err` holds the length
     /// needed; the buffer is then left untouched.
+    ///
+    /// One pass measures (lengths only: digit counts and name lengths),
+    /// one writes; no `core::fmt`.
     pub fn write_response(&self, rules: &RuleTable<'_>, out: &mut [u8]) -> Result<Response, usize> {
         let denied = !self.allowed();
-        let mut need = 0usize;
-        let mut lens = [0usize; 4];
-        for (k, len) in lens.iter_mut().enumerate() {
-            let mut probe = [0u8; 0];
-            let n = match k {
-                // Retry-After only goes with a 429.
-                0 if !denied => Ok(0),
-                0 => self.write_retry_after(&mut probe),
-                1 => self.write_ratelimit_policy(rules, &mut probe),
-                2 => self.write_ratelimit(rules, &mut probe),
-                _ => write_429_body(&mut probe).map(|n| if denied { n } else { 0 }),
-            };
-            *len = match n {
-                Ok(n) | Err(n) => n,
-            };
-            if k == 3 && !denied {
-                *len = 0;
-            }
-            need = need.saturating_add(*len);
+        let mut need = Measure(0);
+        self.response_into(rules, denied, &mut need);
+        if need.0 > out.len() {
+            return Err(need.0);
         }
-        if need > out.len() {
-            return Err(need);
-        }
-        let mut at = 0usize;
-        let mut ranges: [Range<usize>; 4] = [0..0, 0..0, 0..0, 0..0];
-        for (k, range) in ranges.iter_mut().enumerate() {
-            let len = lens.get(k).copied().unwrap_or(0);
-            let dst = out.get_mut(at..at.saturating_add(len)).unwrap_or(&mut []);
-            let written = match k {
-                0 if len == 0 => Ok(0),
-                0 => self.write_retry_after(dst),
-                1 => self.write_ratelimit_policy(rules, dst),
-                2 => self.write_ratelimit(rules, dst),
-                _ if len > 0 => write_429_body(dst),
-                _ => Ok(0),
-            };
-            let n = written.unwrap_or(0);
-            *range = at..at.saturating_add(n);
-            at = at.saturating_add(n);
-        }
-        let [retry_after, ratelimit_policy, ratelimit, body] = ranges;
+        let mut fill = Fill { out, len: 0 };
+        let [retry_after, ratelimit_policy, ratelimit, body] =
+            self.response_into(rules, denied, &mut fill);
         Ok(Response {
             status: if denied { LIMITED_STATUS } else { 0 },
             retry_after,
@@ -303,6 +238,76 @@ impl Decision {
             ratelimit,
             body,
         })
+    }
+
+    /// Every field of the answer into `s`, in order; the range each took.
+    fn response_into<S: Sink + ?Sized>(
+        &self,
+        rules: &RuleTable<'_>,
+        denied: bool,
+        s: &mut S,
+    ) -> [Range<usize>; 4] {
+        let a = s.len();
+        if denied {
+            // Retry-After only goes with a 429.
+            self.retry_after_into(s);
+        }
+        let b = s.len();
+        self.policy_into(rules, s);
+        let c = s.len();
+        self.ratelimit_into(rules, s);
+        let d = s.len();
+        if denied {
+            s.put(CLERK_429_BODY.as_bytes());
+        }
+        let e = s.len();
+        [a..b, b..c, c..d, d..e]
+    }
+
+    fn retry_after_into<S: Sink + ?Sized>(&self, s: &mut S) {
+        if let Some(secs) = self.retry_after_secs() {
+            s.uint(u64::from(secs));
+        }
+    }
+
+    fn policy_into<S: Sink + ?Sized>(&self, rules: &RuleTable<'_>, s: &mut S) {
+        if !self.limits() {
+            return;
+        }
+        let mut first = true;
+        for id in self.matched.iter() {
+            let Some(rule) = rules.get(id.index()) else {
+                continue;
+            };
+            if rule.quota.is_unlimited() {
+                continue;
+            }
+            if !first {
+                s.put(b", ");
+            }
+            first = false;
+            s.put(b"\"");
+            s.put(rule.name.as_bytes());
+            s.put(b"\";q=");
+            s.uint(u64::from(rule.quota.limit));
+            s.put(b";w=");
+            s.uint(rule.quota.period.0.div_ceil(NANOS_PER_SEC));
+        }
+    }
+
+    fn ratelimit_into<S: Sink + ?Sized>(&self, rules: &RuleTable<'_>, s: &mut S) {
+        let rule = match self.rule {
+            Some(id) if self.limits() => rules.get(id.index()),
+            _ => None,
+        };
+        if let Some(rule) = rule {
+            s.put(b"\"");
+            s.put(rule.name.as_bytes());
+            s.put(b"\";r=");
+            s.uint(u64::from(self.remaining));
+            s.put(b";t=");
+            s.uint(reset_secs(self.reset));
+        }
     }
 }
 
@@ -314,44 +319,90 @@ pub const fn reset_secs(reset: Nanos) -> u64 {
 
 /// Write Clerk's 429 body.
 pub fn write_429_body(out: &mut [u8]) -> Result<usize, usize> {
-    emit(out, |w| w.write_str(CLERK_429_BODY))
+    emit(out, |s| s.put(CLERK_429_BODY.as_bytes()))
 }
 
-/// Format twice: once to measure, once to write if it fits, so a short
-/// buffer is left untouched and the length needed is reported.
-fn emit(out: &mut [u8], f: impl Fn(&mut dyn Write) -> core::fmt::Result) -> Result<usize, usize> {
-    let mut count = Counter(0);
-    let _ = f(&mut count);
-    if count.0 > out.len() {
-        return Err(count.0);
+/// Where field bytes go: a measuring pass, then a writing pass, through the
+/// same code, so the two cannot disagree.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+    fn uint(&mut self, n: u64);
+    fn len(&self) -> usize;
+}
+
+/// Counts bytes.
+struct Measure(usize);
+
+impl Sink for Measure {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 = self.0.saturating_add(bytes.len());
     }
-    let mut w = Slice { out, len: 0 };
-    let _ = f(&mut w);
-    Ok(w.len)
-}
-
-struct Counter(usize);
-
-impl Write for Counter {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0 = self.0.saturating_add(s.len());
-        Ok(())
+    fn uint(&mut self, n: u64) {
+        self.0 = self.0.saturating_add(digits(n));
+    }
+    fn len(&self) -> usize {
+        self.0
     }
 }
 
-struct Slice<'a> {
+/// Copies bytes into a buffer already known to be long enough (a write
+/// past the end is dropped, never a panic).
+struct Fill<'a> {
     out: &'a mut [u8],
     len: usize,
 }
 
-impl Write for Slice<'_> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        let end = self.len.checked_add(s.len()).ok_or(core::fmt::Error)?;
-        let dst = self.out.get_mut(self.len..end).ok_or(core::fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+impl Sink for Fill<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        if let Some(dst) = self.out.get_mut(self.len..end) {
+            dst.copy_from_slice(bytes);
+            self.len = end;
+        }
     }
+    fn uint(&mut self, n: u64) {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        let mut n = n;
+        loop {
+            at = at.saturating_sub(1);
+            if let Some(d) = buf.get_mut(at) {
+                // `n % 10 < 10`: the cast and the add cannot overflow.
+                *d = b'0'.wrapping_add((n % 10) as u8);
+            }
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.put(buf.get(at..).unwrap_or(&[]));
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// Decimal digits of `n`.
+const fn digits(mut n: u64) -> usize {
+    let mut d: usize = 1;
+    while n >= 10 {
+        n /= 10;
+        d = d.saturating_add(1);
+    }
+    d
+}
+
+/// Measure, then write if it fits: a short buffer is left untouched and the
+/// length needed is reported.
+fn emit(out: &mut [u8], f: impl Fn(&mut dyn Sink)) -> Result<usize, usize> {
+    let mut count = Measure(0);
+    f(&mut count);
+    if count.0 > out.len() {
+        return Err(count.0);
+    }
+    let mut w = Fill { out, len: 0 };
+    f(&mut w);
+    Ok(w.len)
 }
 
 #[cfg(test)]
@@ -450,5 +501,59 @@ mod tests {
         assert_eq!(at(2_000_000_000).retry_after_secs(), Some(2));
         assert_eq!(at(2_000_000_001).retry_after_secs(), Some(3));
         assert_eq!(at(u64::MAX).retry_after_secs(), Some(u32::MAX));
+    }
+
+    #[test]
+    fn fields_match_a_formatted_reference_at_extreme_values() {
+        use std::format;
+        let values = [0u64, 1, 9, 10, 99, 100, 4_294_967_295, u64::MAX];
+        let mut buf = [0u8; 1024];
+        for (i, &v) in values.iter().enumerate() {
+            let d = Decision {
+                verdict: Verdict::Limited {
+                    retry_after: Nanos(v),
+                },
+                rule: Some(RuleId(1)),
+                remaining: v as u32,
+                reset: Nanos(v),
+                matched: RuleSet::EMPTY.with(RuleId(1)).with(RuleId(8)),
+                ..denied()
+            };
+            let r = d.write_response(&CLERK, &mut buf).unwrap();
+            let rule = &CLERK.rules()[1];
+            let secs = d.retry_after_secs().unwrap();
+            assert_eq!(
+                &buf[r.retry_after.clone()],
+                format!("{secs}").as_bytes(),
+                "{i}"
+            );
+            let want = format!(
+                "\"{}\";r={};t={}",
+                rule.name,
+                v as u32,
+                reset_secs(Nanos(v))
+            );
+            assert_eq!(&buf[r.ratelimit.clone()], want.as_bytes(), "{i}");
+            let policy: std::vec::Vec<_> = [1usize, 8]
+                .iter()
+                .map(|&k| &CLERK.rules()[k])
+                .filter(|r| !r.quota.is_unlimited())
+                .map(|r| {
+                    format!(
+                        "\"{}\";q={};w={}",
+                        r.name,
+                        r.quota.limit,
+                        r.quota.period.0.div_ceil(NANOS_PER_SEC)
+                    )
+                })
+                .collect();
+            assert_eq!(
+                &buf[r.ratelimit_policy.clone()],
+                policy.join(", ").as_bytes(),
+                "{i}"
+            );
+            let need = d.write_response(&CLERK, &mut []).unwrap_err();
+            assert_eq!(need, r.body.end, "{i}: measured as written");
+        }
     }
 }

@@ -60,6 +60,20 @@ fn check_key(l: &Limiter<'static>, now: u64) {
     );
 }
 
+/// A decision and the answer a host sends for it (`write_response`).
+fn answer(l: &Limiter<'static>, now: u64) {
+    let r = frontend_request();
+    let mut buf = [0u8; 512];
+    if let Ok(d) = l.check(black_box(&r), Nanos(now)) {
+        black_box(d.write_response(l.rules(), &mut buf).ok());
+    }
+    black_box(&buf);
+}
+
+fn answer_denied(l: &Limiter<'static>, _now: u64) {
+    answer(l, 1);
+}
+
 fn clerk() -> Limiter<'static> {
     limiter(clerk_rules(), 1 << 12)
 }
@@ -95,6 +109,18 @@ const CASES: &[Case] = &[
         step: FAST,
         setup: clerk_exhausted,
         call: frontend_denied,
+    },
+    Case {
+        name: "answer_frontend_allowed",
+        step: SLOW,
+        setup: clerk,
+        call: answer,
+    },
+    Case {
+        name: "answer_frontend_denied",
+        step: FAST,
+        setup: clerk_exhausted,
+        call: answer_denied,
     },
     Case {
         name: "check_exempt",
