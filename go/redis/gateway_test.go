@@ -250,4 +250,3 @@ func TestDeniedRequestsChargeNoRuleAcrossConcurrentGateways(t *testing.T) {
 		t.Errorf("the instance has %d units in use after %d allowed and %d denied requests", used, o.allowed, o.denied)
 	}
 }
-

@@ -25,11 +25,11 @@ import (
 var seed = []byte("gateways' seed!!")
 
 type server struct {
-	t     testing.TB
-	port  int
-	dir   string
-	extra []string
-	cmd   *exec.Cmd
+	t      testing.TB
+	port   int
+	dir    string
+	extra  []string
+	cmd    *exec.Cmd
 	exited chan struct{}
 }
 
