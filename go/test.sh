@@ -91,6 +91,8 @@ package() {
 redis() {
   stage "go/redis: go test -race (redis-server, a Redis Cluster, gateway processes, faults)"
   (cd redis && go test -race -count=1 ./...)
+  stage "go/redis: benchmarks, one iteration each"
+  (cd redis && go test -run '^$' -bench . -benchtime 1x ./...)
 }
 
 prometheus() {
