@@ -54,6 +54,15 @@ var (
 	_ = [1]int{}[uint32(ErrSeedUnavailable)^C.RATECARD_SEED_UNAVAILABLE]
 	_ = [1]int{}[uint32(ErrPanic)^C.RATECARD_PANIC]
 	_ = [1]int{}[uint32(ErrClockUnavailable)^C.RATECARD_CLOCK_UNAVAILABLE]
+	_ = [1]int{}[uint32(ErrRemoteBadReply)^C.RATECARD_REMOTE_BAD_REPLY]
+	_ = [1]int{}[uint32(ErrMixedSubjects)^C.RATECARD_MIXED_SUBJECTS]
+	_ = [1]int{}[uint32(ErrInvalidCall)^C.RATECARD_INVALID_CALL]
+	_ = [1]int{}[remoteCallBytes^C.RATECARD_REMOTE_CALL_BYTES]
+	_ = [1]int{}[remotePeek^C.RATECARD_REMOTE_PEEK]
+	_ = [1]int{}[remoteExact^C.RATECARD_REMOTE_EXACT]
+	_ = [1]int{}[remoteEventError^C.RATECARD_REMOTE_EVENT_ERROR]
+	_ = [1]int{}[remoteEventFallback^C.RATECARD_REMOTE_EVENT_FALLBACK]
+	_ = [1]int{}[maxMetricsZones^C.RC_METRICS_ZONES]
 )
 
 // decided is a decision as the C side hands it back, with its status.
@@ -369,4 +378,148 @@ func cNew(o *Options) (handle, error) {
 		return 0, Status(*status)
 	}
 	return h, nil
+}
+
+// The Redis mode's constants, checked against the header above.
+const (
+	remoteCallBytes     = 1152
+	remotePeek          = 1
+	remoteExact         = 2
+	remoteEventError    = 1
+	remoteEventFallback = 2
+	maxMetricsZones     = 32
+)
+
+// remoteCall is a prepared ratecard_remote_call: plain bytes, any
+// alignment, so it lives in Go memory.
+type remoteCall [remoteCallBytes]byte
+
+func (c *remoteCall) ptr() *C.uint8_t { return (*C.uint8_t)(unsafe.Pointer(&c[0])) }
+
+// cRemotePrepare is ratecard_remote_prepare: a decision made at once, or
+// (round trip true) a call written into call.
+func cRemotePrepare(h handle, flags uint32, useClock bool, now uint64, r *Request, call *remoteCall) (decided, bool) {
+	method, methodLen := str(r.Method)
+	path, pathLen := str(r.Path)
+	key, keyLen := str(r.SecretKey)
+	tenant, tenantLen := str(r.Tenant)
+	hi, lo, ipLen := ipWords(r.ClientIP)
+	res := C.rc_remote_prepare(h, C.uint32_t(flags), flag(useClock), C.uint64_t(now),
+		C.uint32_t(r.API), method, methodLen, path, pathLen, hi, lo, ipLen,
+		key, keyLen, tenant, tenantLen, C.uint32_t(r.Cost), call.ptr())
+	return res.d, res.round_trip != 0
+}
+
+// remoteArgs is one call's KEYS and ARGV, sliced out of buf; its buffers
+// grow as needed and are reused from call to call.
+type remoteArgs struct {
+	buf        []byte
+	spans      []C.ratecard_span
+	keys, args [][]byte
+}
+
+// cRemoteWriteArgs is ratecard_remote_write_args into a, growing a's
+// buffers once if they are short. A nil wall clock lets the script read
+// the server's TIME.
+func cRemoteWriteArgs(h handle, call *remoteCall, prefix string, wall *time.Time, a *remoteArgs) Status {
+	p, pLen := str(prefix)
+	var secs C.uint64_t
+	var nanos C.uint32_t
+	if wall != nil && wall.Unix() >= 0 {
+		secs, nanos = C.uint64_t(wall.Unix()), C.uint32_t(wall.Nanosecond())
+	}
+	for attempt := 0; attempt < 2; attempt++ {
+		buf, bufLen := bytesArg(a.buf)
+		var spans *C.ratecard_span
+		if len(a.spans) > 0 {
+			spans = &a.spans[0]
+		}
+		res := C.rc_remote_write_args(h, call.ptr(), p, pLen, flag(wall != nil), secs, nanos,
+			buf, bufLen, spans, C.size_t(len(a.spans)))
+		switch res.status {
+		case C.RATECARD_OK:
+			a.keys, a.args = a.keys[:0], a.args[:0]
+			for i := 0; i < int(res.spans); i++ {
+				s := a.spans[i]
+				at, n := int(s.offset), int(s.len)
+				b := a.buf[at : at+n : at+n]
+				if i < int(res.keys) {
+					a.keys = append(a.keys, b)
+				} else {
+					a.args = append(a.args, b)
+				}
+			}
+			return statusOK
+		case C.RATECARD_BUFFER_TOO_SHORT:
+			a.buf = make([]byte, int(res.bytes)+64)
+			a.spans = make([]C.ratecard_span, int(res.spans)+4)
+		default:
+			return Status(res.status)
+		}
+	}
+	return statusBufferTooShort
+}
+
+func cRemoteFinishInts(h handle, call *remoteCall, values []int64) decided {
+	var v *C.int64_t
+	if len(values) > 0 {
+		v = (*C.int64_t)(unsafe.Pointer(&values[0]))
+	}
+	return C.rc_remote_finish_ints(h, call.ptr(), v, C.size_t(len(values)))
+}
+
+func cRemoteFallback(h handle, call *remoteCall) decided {
+	return C.rc_remote_fallback(h, call.ptr())
+}
+
+func cRemoteCount(h handle, event uint32, now uint64) Status {
+	return Status(C.rc_remote_count(h, C.uint32_t(event), C.uint64_t(now)))
+}
+
+func cRemoteForget(h handle, call *remoteCall) (int, Status) {
+	res := C.rc_remote_forget(h, call.ptr())
+	return int(res.cleared), Status(res.status)
+}
+
+// cRemoteScript is the charge script's source and its SHA-1.
+func cRemoteScript() (script, sha1 string) {
+	var n C.size_t
+	p := C.ratecard_remote_script(&n)
+	return C.GoStringN((*C.char)(unsafe.Pointer(p)), C.int(n)), C.GoString(C.ratecard_remote_script_sha1())
+}
+
+// cWriteMetrics is ratecard_write_metrics of the tables hs, named by
+// names, into a new buffer.
+func cWriteMetrics(hs []handle, names []string) ([]byte, Status) {
+	if len(hs) > maxMetricsZones || len(hs) != len(names) {
+		return nil, ErrInvalidArgument
+	}
+	var text []byte
+	offsets := make([]C.size_t, len(names)+1)
+	for i, n := range names {
+		text = append(text, n...)
+		offsets[i+1] = C.size_t(len(text))
+	}
+	var hp *C.uintptr_t
+	if len(hs) > 0 {
+		hp = &hs[0]
+	}
+	t, _ := bytesArg(text)
+	buf := make([]byte, 16<<10)
+	// The page grows between calls only as counters gain digits: two
+	// retries with room to spare are plenty.
+	for attempt := 0; attempt < 3; attempt++ {
+		var n C.size_t
+		b, bLen := bytesArg(buf)
+		st := C.rc_write_metrics(hp, t, &offsets[0], C.size_t(len(hs)), b, bLen, &n)
+		switch st {
+		case C.RATECARD_OK:
+			return buf[:n], statusOK
+		case C.RATECARD_BUFFER_TOO_SHORT:
+			buf = make([]byte, int(n)+int(n)/4+256)
+		default:
+			return nil, Status(st)
+		}
+	}
+	return nil, statusBufferTooShort
 }

@@ -16,7 +16,8 @@ const (
 
 // The statuses a Limiter can return. Check and its kin return only
 // ErrInvalidIP, ErrUnknownAPI, ErrMissingSubject, ErrUnknownRule and
-// ErrClockUnavailable; the others come from New.
+// ErrClockUnavailable (a RedisLimiter also ErrMixedSubjects and, under its
+// policy, ErrRemoteBadReply inside a RedisError); the others come from New.
 const (
 	// ErrInvalidArgument: a malformed argument.
 	ErrInvalidArgument Status = 2
@@ -46,6 +47,16 @@ const (
 	ErrPanic Status = 21
 	// ErrClockUnavailable: the monotonic clock could not be read.
 	ErrClockUnavailable Status = 22
+	// ErrRemoteBadReply: Redis answered a charge with a reply that is not
+	// the script's (another script under its name, a proxy's answer).
+	ErrRemoteBadReply Status = 25
+	// ErrMixedSubjects: the request's rules count by different subjects,
+	// so their Redis keys cannot share one Cluster slot (a custom table
+	// mixing client-IP and instance rules in one API).
+	ErrMixedSubjects Status = 26
+	// ErrInvalidCall: a prepared Redis call the library does not recognise
+	// (a bug of the binding: it never hands one out).
+	ErrInvalidCall Status = 27
 )
 
 var (

@@ -177,20 +177,43 @@ func (l *Limiter) decideKey(peek bool, rule int, key []byte, cost uint32) (d Dec
 	return d, nil
 }
 
+// CheckContext is Check, for the Decider interface: this host's table
+// never waits, so ctx only ends it before it starts.
+func (l *Limiter) CheckContext(ctx context.Context, r *Request) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, err
+	}
+	return l.decide(false, r)
+}
+
+// PeekContext is Peek, for the Decider interface.
+func (l *Limiter) PeekContext(ctx context.Context, r *Request) (Decision, error) {
+	if err := ctx.Err(); err != nil {
+		return Decision{}, err
+	}
+	return l.decide(true, r)
+}
+
 // Wait blocks until r conforms, then charges it, and returns the decision.
 // It sleeps each decision's RetryAfter (through Options.Sleep), and returns
 // ctx's error if ctx is done first, or at once when ctx's deadline comes
 // before the wait would end. A cost that never fits returns ErrNeverFits.
 // An exempt or unmatched request returns at once.
 func (l *Limiter) Wait(ctx context.Context, r *Request) (Decision, error) {
+	return wait(ctx, l, r, l.sleep, l.clock == nil)
+}
+
+// wait is Wait on either limiter; realClock says that ctx's deadline and
+// the decisions' RetryAfter are on one clock.
+func wait(ctx context.Context, l Decider, r *Request, sleep func(context.Context, time.Duration) error, realClock bool) (Decision, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return Decision{}, err
 		}
 		// Peek first, so that waiting counts no denials.
-		d, err := l.Peek(r)
+		d, err := l.PeekContext(ctx, r)
 		if err == nil && d.Allowed {
-			if d, err = l.Check(r); err == nil && d.Allowed {
+			if d, err = l.CheckContext(ctx, r); err == nil && d.Allowed {
 				return d, nil
 			}
 		}
@@ -200,10 +223,10 @@ func (l *Limiter) Wait(ctx context.Context, r *Request) (Decision, error) {
 		if d.NeverFits {
 			return d, ErrNeverFits
 		}
-		if deadline, ok := ctx.Deadline(); ok && l.clock == nil && time.Until(deadline) < d.RetryAfter {
+		if deadline, ok := ctx.Deadline(); ok && realClock && time.Until(deadline) < d.RetryAfter {
 			return d, context.DeadlineExceeded
 		}
-		if err := l.sleep(ctx, d.RetryAfter); err != nil {
+		if err := sleep(ctx, d.RetryAfter); err != nil {
 			return d, err
 		}
 	}

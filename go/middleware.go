@@ -46,7 +46,8 @@ type MiddlewareOptions struct {
 }
 
 // Frontend limits requests to a Frontend API by client IP (see
-// MiddlewareOptions.TrustedProxies), as Clerk does.
+// MiddlewareOptions.TrustedProxies), as Clerk does. l is a *Limiter (this
+// host's table) or a *RedisLimiter (one limit across hosts).
 //
 // A denied request gets 429 Too Many Requests with Retry-After (unless no
 // wait can help), RateLimit-Policy, RateLimit and Clerk's JSON body. An
@@ -54,7 +55,7 @@ type MiddlewareOptions struct {
 // next; so does a dry-run denial. A request the limiter cannot decide
 // fails closed with FailClosedStatus (see there why 503), unless
 // MiddlewareOptions.FailOpen passes it on.
-func Frontend(l *Limiter, next http.Handler, o MiddlewareOptions) http.Handler {
+func Frontend(l Decider, next http.Handler, o MiddlewareOptions) http.Handler {
 	return middleware(l, next, o, APIFrontend)
 }
 
@@ -62,24 +63,24 @@ func Frontend(l *Limiter, next http.Handler, o MiddlewareOptions) http.Handler {
 // Authorization header ("Bearer sk_live_..."), as Clerk does; a request
 // without one is limited by client IP at the development limit. Responses
 // are as Frontend's.
-func Backend(l *Limiter, next http.Handler, o MiddlewareOptions) http.Handler {
+func Backend(l Decider, next http.Handler, o MiddlewareOptions) http.Handler {
 	return middleware(l, next, o, APIBackend)
 }
 
-// decider is a limiter backend as the middleware sees it: *Limiter is one;
-// a second (one that counts in Redis) plugs in by being another. The
-// middleware calls only Check; Peek, Wait and RuleNames complete what a
-// backend offers the Transport and callers.
-type decider interface {
-	Check(*Request) (Decision, error)
-	Peek(*Request) (Decision, error)
+// Decider is a limiter as the middleware and the Transport use it:
+// *Limiter decides in this host's table, *RedisLimiter through Redis. The
+// middleware calls CheckContext with the request's context; the Transport
+// calls Wait.
+type Decider interface {
+	CheckContext(context.Context, *Request) (Decision, error)
+	PeekContext(context.Context, *Request) (Decision, error)
 	Wait(context.Context, *Request) (Decision, error)
 	RuleNames() []string
 }
 
-var _ decider = (*Limiter)(nil)
+var _ Decider = (*Limiter)(nil)
 
-func middleware(l decider, next http.Handler, o MiddlewareOptions, api API) http.Handler {
+func middleware(l Decider, next http.Handler, o MiddlewareOptions, api API) http.Handler {
 	deny := newDenial()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := Request{
@@ -94,7 +95,7 @@ func middleware(l decider, next http.Handler, o MiddlewareOptions, api API) http
 		if o.Tenant != nil {
 			req.Tenant = o.Tenant(r)
 		}
-		d, err := check(l, &req)
+		d, err := check(r.Context(), l, &req)
 		if err != nil {
 			if o.OnError != nil {
 				o.OnError(r, err)
@@ -116,14 +117,18 @@ func middleware(l decider, next http.Handler, o MiddlewareOptions, api API) http
 	})
 }
 
-// check is l.Check(req). A *Limiter is called directly: through the
-// interface req would escape to the heap, an allocation per request.
-func check(l decider, req *Request) (Decision, error) {
-	if lim, ok := l.(*Limiter); ok {
+// check is l.CheckContext(ctx, req). The two limiters are called
+// directly: through the interface req would escape to the heap, an
+// allocation per request.
+func check(ctx context.Context, l Decider, req *Request) (Decision, error) {
+	switch lim := l.(type) {
+	case *Limiter:
 		return lim.Check(req)
+	case *RedisLimiter:
+		return lim.CheckContext(ctx, req)
 	}
 	r := *req
-	return l.Check(&r)
+	return l.CheckContext(ctx, &r)
 }
 
 // The fields' names as http.Header.Set would canonicalise them, so that

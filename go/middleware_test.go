@@ -1,6 +1,7 @@
 package ratecard
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -453,7 +454,7 @@ func TestConcurrentRequestsOnOneKeyGetExactlyTheBurst(t *testing.T) {
 // its response fields can no longer be written.
 type closingDecider struct{ *Limiter }
 
-func (c closingDecider) Check(r *Request) (Decision, error) {
+func (c closingDecider) CheckContext(_ context.Context, r *Request) (Decision, error) {
 	d, err := c.Limiter.Check(r)
 	c.Limiter.Close()
 	return d, err

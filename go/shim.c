@@ -179,3 +179,83 @@ size_t rc_429_body(uint8_t *buf, size_t cap) {
 	size_t n = 0;
 	return ratecard_write_429_body(buf, cap, &n) == RATECARD_OK ? n : 0;
 }
+
+#define RC_CALL(c) ((ratecard_remote_call *)(c))
+#define RC_CCALL(c) ((const ratecard_remote_call *)(c))
+
+rc_prepared rc_remote_prepare(uintptr_t l, uint32_t flags, int use_clock, uint64_t now,
+		uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
+		uint32_t cost, uint8_t *call) {
+	rc_prepared r = {0};
+	uint8_t ip[16];
+	ratecard_request req = rc_request(api, method, method_len, path, path_len, ip, ip_hi, ip_lo,
+		ip_len, key, key_len, tenant, tenant_len, cost);
+	ratecard_decision d;
+	bool trip = false;
+	ratecard_status s;
+	if (use_clock && (s = ratecard_now_ns(&now)) != RATECARD_OK) {
+		r.d = rc_compact(s, NULL);
+		return r;
+	}
+	s = ratecard_remote_prepare(RC_L(l), &req, now, flags, RC_CALL(call), &d, &trip);
+	if (s == RATECARD_OK && trip) {
+		r.d.status = RATECARD_OK;
+		r.round_trip = 1;
+		return r;
+	}
+	r.d = rc_compact(s, &d);
+	return r;
+}
+
+rc_args rc_remote_write_args(uintptr_t l, const uint8_t *call,
+		const uint8_t *prefix, size_t prefix_len, int with_clock, uint64_t secs, uint32_t nanos,
+		uint8_t *buf, size_t cap, ratecard_span *spans, size_t spans_cap) {
+	rc_args r = {0};
+	ratecard_remote_clock clock = {.secs = secs, .nanos = nanos};
+	ratecard_remote_args out = {0};
+	r.status = ratecard_remote_write_args(RC_L(l), RC_CCALL(call), prefix, prefix_len,
+		with_clock ? &clock : NULL, buf, cap, spans, spans_cap, &out);
+	if (r.status == RATECARD_OK || r.status == RATECARD_BUFFER_TOO_SHORT) {
+		r.keys = (uint32_t)out.keys;
+		r.args = (uint32_t)out.args;
+		r.spans = (uint32_t)out.spans;
+		r.bytes = out.bytes;
+	}
+	return r;
+}
+
+rc_decided rc_remote_finish_ints(uintptr_t l, const uint8_t *call, const int64_t *values, size_t n) {
+	ratecard_decision d;
+	ratecard_status s = ratecard_remote_finish_ints(RC_L(l), RC_CCALL(call), values, n, &d);
+	return rc_compact(s, &d);
+}
+
+rc_decided rc_remote_fallback(uintptr_t l, const uint8_t *call) {
+	ratecard_decision d;
+	ratecard_status s = ratecard_remote_fallback(RC_L(l), RC_CCALL(call), &d);
+	return rc_compact(s, &d);
+}
+
+ratecard_status rc_remote_count(uintptr_t l, uint32_t event, uint64_t now) {
+	return ratecard_remote_count(RC_L(l), event, now);
+}
+
+rc_cleared rc_remote_forget(uintptr_t l, const uint8_t *call) {
+	rc_cleared r = {0};
+	r.status = ratecard_remote_forget_cached(RC_L(l), RC_CCALL(call), &r.cleared);
+	return r;
+}
+
+ratecard_status rc_write_metrics(const uintptr_t *handles, const uint8_t *names,
+		const size_t *offsets, size_t n, uint8_t *buf, size_t cap, size_t *out) {
+	ratecard_metrics_zone zones[RC_METRICS_ZONES];
+	if (n > RC_METRICS_ZONES) return RATECARD_INVALID_ARGUMENT;
+	for (size_t i = 0; i < n; i++) {
+		zones[i].limiter = RC_L(handles[i]);
+		zones[i].name = names == NULL ? NULL : names + offsets[i];
+		zones[i].name_len = offsets[i + 1] - offsets[i];
+	}
+	return ratecard_write_metrics(zones, n, buf, cap, out);
+}

@@ -110,4 +110,44 @@ rc_time rc_now(void);
 // Clerk's 429 body into buf; its length, 0 when it does not fit.
 size_t rc_429_body(uint8_t *buf, size_t cap);
 
+// The Redis mode (ratecard_remote_*). A prepared call crosses as the bytes
+// of a ratecard_remote_call (RATECARD_REMOTE_CALL_BYTES, any alignment), so
+// Go keeps it in its own memory.
+
+// ratecard_remote_prepare's answer: a decision made at once (round_trip 0),
+// or a call written into the caller's bytes (round_trip 1).
+typedef struct {
+	rc_decided d;
+	uint8_t round_trip;
+} rc_prepared;
+
+// ratecard_remote_write_args's counts (needed, on RATECARD_BUFFER_TOO_SHORT).
+typedef struct {
+	ratecard_status status;
+	uint32_t keys, args, spans;
+	uint64_t bytes;
+} rc_args;
+
+rc_prepared rc_remote_prepare(uintptr_t l, uint32_t flags, int use_clock, uint64_t now,
+		uint32_t api, const uint8_t *method, size_t method_len,
+		const uint8_t *path, size_t path_len, uint64_t ip_hi, uint64_t ip_lo, size_t ip_len,
+		const uint8_t *key, size_t key_len, const uint8_t *tenant, size_t tenant_len,
+		uint32_t cost, uint8_t *call);
+// Writes KEYS and ARGV into buf at spans; with_clock 0 lets the script
+// read the server's TIME, else secs and nanos are the gateway's wall clock.
+rc_args rc_remote_write_args(uintptr_t l, const uint8_t *call,
+		const uint8_t *prefix, size_t prefix_len, int with_clock, uint64_t secs, uint32_t nanos,
+		uint8_t *buf, size_t cap, ratecard_span *spans, size_t spans_cap);
+rc_decided rc_remote_finish_ints(uintptr_t l, const uint8_t *call, const int64_t *values, size_t n);
+rc_decided rc_remote_fallback(uintptr_t l, const uint8_t *call);
+ratecard_status rc_remote_count(uintptr_t l, uint32_t event, uint64_t now);
+rc_cleared rc_remote_forget(uintptr_t l, const uint8_t *call);
+
+// ratecard_write_metrics for n tables (at most RC_METRICS_ZONES): handle i
+// is named by names[offsets[i] .. offsets[i+1]), so that no Go pointer sits
+// in Go memory handed to C. *out is the bytes written, or needed.
+#define RC_METRICS_ZONES 32
+ratecard_status rc_write_metrics(const uintptr_t *handles, const uint8_t *names,
+		const size_t *offsets, size_t n, uint8_t *buf, size_t cap, size_t *out);
+
 #endif

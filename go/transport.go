@@ -40,8 +40,13 @@ type Transport struct {
 	// Base sends the requests; nil means http.DefaultTransport.
 	Base http.RoundTripper
 
-	// Limiter paces the requests; required.
+	// Limiter paces the requests; required unless Decider is set.
 	Limiter *Limiter
+
+	// Decider, if set, paces the requests in place of Limiter: a
+	// *RedisLimiter (made with Options.Pace) shares one pace between the
+	// programs of one Redis.
+	Decider Decider
 
 	// Tenant, if set, names the instance in place of the secret key, so
 	// that several keys of one instance share its limits.
@@ -69,7 +74,7 @@ func NewTransport(base http.RoundTripper, o Options) (*Transport, error) {
 	return &Transport{Base: base, Limiter: l, own: l}, nil
 }
 
-var errNoLimiter = errors.New("ratecard: Transport.Limiter is nil")
+var errNoLimiter = errors.New("ratecard: Transport.Limiter and Transport.Decider are nil")
 
 // Close stops t: round trips waiting for the limiter stop waiting, and
 // they and every later one return ErrTransportClosed; requests already
@@ -103,7 +108,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, ErrTransportClosed
 	}
-	if t.Limiter == nil {
+	pacer, sleep := t.pacer()
+	if pacer == nil {
 		closeBody(req)
 		return nil, errNoLimiter
 	}
@@ -141,7 +147,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		Tenant:    t.Tenant,
 	}
 	for attempt := 0; ; attempt++ {
-		if _, err := t.Limiter.Wait(ctx, &r); err != nil || isClosed(done) {
+		if _, err := pacer.Wait(ctx, &r); err != nil || isClosed(done) {
 			closeBody(req)
 			return nil, failed(err)
 		}
@@ -153,7 +159,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// Drain a little so the connection can be reused.
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()
-		if err := t.Limiter.sleep(ctx, wait); err != nil {
+		if err := sleep(ctx, wait); err != nil {
 			return nil, failed(err)
 		}
 		if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
@@ -165,6 +171,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// pacer is the Decider that paces t, and how it sleeps; nil for none.
+func (t *Transport) pacer() (Decider, func(context.Context, time.Duration) error) {
+	switch {
+	case t.Decider != nil:
+		switch d := t.Decider.(type) {
+		case *Limiter:
+			return d, d.sleep
+		case *RedisLimiter:
+			return d, d.local.sleep
+		}
+		return t.Decider, sleepTimer
+	case t.Limiter != nil:
+		return t.Limiter, t.Limiter.sleep
+	}
+	return nil, nil
 }
 
 // CloseIdleConnections closes the idle connections of Base, if it can.

@@ -87,6 +87,9 @@ bash benches/instructions.sh
 stage "C ABI: C test suite on libratecard.a and libratecard.so under valgrind"
 sh ffi/tests/c/run.sh
 
+stage "C: the hiredis example through a real redis-server (two processes, one limit)"
+bash ffi/tests/c/redis.sh
+
 stage "C library installed into a temporary prefix: pkg-config shared and static, SONAME, exports"
 bash ffi/tests/install.sh
 
@@ -95,7 +98,13 @@ PYTHONDONTWRITEBYTECODE=1 python3 -m unittest discover -s benches/tests -v
 
 stage "Go: gofmt, go vet, go test -race, cgo pointer checks"
 cargo build -p ratecard-ffi --release
-bash go/test.sh
+bash go/test.sh package
+
+stage "Go through Redis: go/redis against redis-server, a three-master cluster, gateway processes, faults"
+bash go/test.sh redis
+
+stage "Go metrics: go/prometheus through promtool and a real Prometheus scraping a Go server"
+bash go/test.sh prometheus
 
 stage "nginx: build the dynamic module, run it in a real nginx"
 bash integrations/nginx/test.sh
