@@ -93,8 +93,9 @@ stage "Go: gofmt, go vet, go test -race, cgo pointer checks"
 cargo build -p ratecard-ffi --release
 bash go/test.sh
 
-stage "nginx: build the dynamic module, run it in a real nginx"
+stage "nginx: build the dynamic module, run it in a real nginx, and two nginx hosts on a real redis-server; a bench smoke run"
 bash integrations/nginx/test.sh
+ROUNDS=1 SECONDS=1 bash integrations/nginx/bench.sh
 
 stage "fuzz smoke: every target for a bounded time under AddressSanitizer"
 bash fuzz/smoke.sh

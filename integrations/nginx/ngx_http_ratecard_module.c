@@ -1442,6 +1442,13 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (mcf->zones.nelts == NGX_HTTP_RATECARD_MAX_ZONES) {
+        /* the most one metrics page holds */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "at most %d ratecard zones",
+                           NGX_HTTP_RATECARD_MAX_ZONES);
+        return NGX_CONF_ERROR;
+    }
+
     /* the size buys slots of 16 bytes; the table takes a power of two */
     capacity = 4;
     while (capacity < NGX_HTTP_RATECARD_MAX_SLOTS

@@ -870,6 +870,8 @@ def test_config_errors(ctx):
          f'open() "{tmp}/missing.seed" failed'),
         ("a seed file others may read", f"ratecard_zone zone=z:1m seed_file={shared};",
          f'seed_file "{shared}" is accessible to others (chmod o-rwx)'),
+        ("a 33rd zone", "".join(f"ratecard_zone zone=z{i}:32k;\n" for i in range(33)),
+         "at most 32 ratecard zones"),
         ("the old ratecard_status_page", "server { location / { ratecard_status_page z; } }",
          'unknown directive "ratecard_status_page"'),
         ("a zone used before its declaration", "ratecard zone=z api=frontend;\n"
