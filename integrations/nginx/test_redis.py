@@ -952,8 +952,8 @@ def test_logs_clean(ctx):
 
 TESTS = [test_frontend_rows, test_users_update, test_invitations, test_keepalive_and_cache,
          test_metrics_and_prometheus, test_script_flush, test_reload,
-         test_subrequests_and_dry_run, test_unix_and_gateway_clock, test_stalled_redis, test_breaker, test_bad_replies,
-         test_redis_down, test_seed_change, test_logs_clean]
+         test_subrequests_and_dry_run, test_unix_and_gateway_clock, test_stalled_redis,
+         test_breaker, test_bad_replies, test_redis_down, test_seed_change, test_logs_clean]
 
 
 def start_host(ctx, name, make_config, port_names):
