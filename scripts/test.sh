@@ -106,8 +106,9 @@ bash go/test.sh redis
 stage "Go metrics: go/prometheus through promtool and a real Prometheus scraping a Go server"
 bash go/test.sh prometheus
 
-stage "nginx: build the dynamic module, run it in a real nginx"
+stage "nginx: build the dynamic module, run it in a real nginx, and two nginx hosts on a real redis-server; a bench smoke run"
 bash integrations/nginx/test.sh
+ROUNDS=1 SECONDS=1 bash integrations/nginx/bench.sh
 
 stage "fuzz smoke: every target for a bounded time under AddressSanitizer"
 bash fuzz/smoke.sh

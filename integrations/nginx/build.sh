@@ -39,6 +39,17 @@ export RATECARD_LIB=$lib   # read by ./config
 build=$(mktemp -d "${TMPDIR:-/tmp}/ratecard-nginx-build.XXXXXX")
 trap 'rm -rf "$build"' EXIT
 
+# The module is current when newer than everything it is built from.
+so=$out/ngx_http_ratecard_module.so
+if [ -f "$so" ] && [ -z "$(find "$here" "$lib" "${RATECARD_INCLUDE:-$root/include}/ratecard.h" \
+    "$nginx" -maxdepth 1 \( -name '*.[ch]' -o -name config -o -name '*.a' -o -name '*.h' \
+    -o -name nginx \) -newer "$so" -print -quit)" ]; then
+  printf 'load_module %s;\nevents {}\n' "$so" >"$build/check.conf"
+  "$nginx" -t -q -c "$build/check.conf" -g "error_log stderr; pid $build/check.pid;"
+  echo "build.sh: $so is current" >&2
+  exit 0
+fi
+
 cp -a "$src/." "$build/nginx"
 cd "$build/nginx"
 

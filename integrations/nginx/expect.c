@@ -10,6 +10,7 @@
  *                     192.0.2.1) and answers each, for a fresh subject:
  *                     rule exempt limit burst interval_ns policy ratelimit
  *                     retry_after denied_ratelimit
+ *   expect script     the SHA-1 of the Redis charge script (EVALSHA's name)
  *
  * Fields are tab-separated; "-" stands for none. "burst" is how many
  * requests a fresh subject is allowed back to back, counted by checking at
@@ -228,6 +229,11 @@ main(int argc, char **argv)
         return 0;
     }
 
-    fprintf(stderr, "usage: expect rules | expect requests < lines\n");
+    if (argc == 2 && strcmp(argv[1], "script") == 0) {
+        printf("%s\n", ratecard_remote_script_sha1());
+        return 0;
+    }
+
+    fprintf(stderr, "usage: expect rules | expect requests < lines | expect script\n");
     return 2;
 }

@@ -186,3 +186,83 @@ def request(port, method, path, headers=None, host="127.0.0.1", body=None,
     finally:
         if own:
             conn.close()
+
+
+REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
+
+
+class Redis:
+    """A redis-server on 127.0.0.1 (and a unix socket) in directory `tmp`,
+    started and stopped by pid; `start` again after `stop` keeps the port."""
+
+    def __init__(self, tmp, port=None):
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.socket = os.path.join(tmp, "redis.sock")
+        self.log = os.path.join(tmp, "redis.log")
+        self.proc = None
+        os.makedirs(tmp, exist_ok=True)
+
+    def start(self, timeout=10.0):
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--unixsocket", self.socket, "--unixsocketperm", "777",
+             "--save", "", "--appendonly", "no", "--dir", self.tmp,
+             "--logfile", self.log, "--daemonize", "no",
+             "--pidfile", os.path.join(self.tmp, "redis.pid"),
+             "--enable-debug-command", "local"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+            try:
+                if self.cmd("PING") == "PONG":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("redis-server did not answer PING")
+
+    def stop(self, timeout=10.0):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def cmd(self, *args, timeout=10.0):
+        """One command on a new connection; the reply as Python values."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            out = b"*%d\r\n" % len(args)
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+            s.sendall(out)
+            return _resp(s.makefile("rb"))
+
+
+def _resp(f):
+    """One RESP2 value from file `f`."""
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise OSError("connection closed mid-reply")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RuntimeError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp(f) for _ in range(n)]
+    raise OSError(f"not RESP: {line!r}")

@@ -4,7 +4,9 @@
  *
  *   ratecard_zone zone=clerk:16m [ipv6_prefix=64] [policy=evict|deny|admit]
  *                 [pace] [unknown_kind=development|production]
- *                 [algorithm=gcra|fixed_window];                         http
+ *                 [algorithm=gcra|fixed_window]
+ *                 [seed_file=PATH | seed=HEX];                          http
+ *   ratecard_redis zone=clerk server=HOST:PORT|unix:PATH ...;            http
  *   ratecard zone=clerk api=frontend|backend [dry_run]; | ratecard off;
  *                                                          http, server, location
  *   ratecard_dry_run on|off;                               http, server, location
@@ -13,7 +15,7 @@
  *   ratecard_headers on|off;                               http, server, location
  *   ratecard_fail open | closed [status];                  http, server, location
  *   ratecard_client_ip / ratecard_key / ratecard_tenant / ratecard_path <value>;
- *   ratecard_status_page clerk;                            location
+ *   ratecard_metrics;                                      location
  *   $ratecard_status $ratecard_rule $ratecard_limit $ratecard_remaining
  *   $ratecard_reset $ratecard_retry_after
  *
@@ -25,26 +27,15 @@
  * process memory pointing into the zone. A request is decided once, in the
  * preaccess phase of the first location that has ratecard: decide() turns
  * the request into a result, answer() turns the result into the phase's
- * return. The state is kept in a structure hung on the request pool, which
- * internal redirects do not clear (they clear module contexts), so a
- * redirect never counts twice.
+ * return. With ratecard_redis the decision is a round trip to Redis
+ * (ngx_http_ratecard_redis.c): decide() then suspends the request and its
+ * phases run again once the result is in. The state is kept in a structure
+ * hung on the request pool, which internal redirects do not clear (they
+ * clear module contexts), so a redirect never counts twice.
  */
 
-#include <ngx_config.h>
-#include <ngx_core.h>
-#include <ngx_http.h>
+#include "ngx_http_ratecard_module.h"
 
-#include <ratecard.h>
-
-
-/* $ratecard_status; NONE: not decided (yet) */
-#define NGX_HTTP_RATECARD_NONE              0
-#define NGX_HTTP_RATECARD_PASSED            1
-#define NGX_HTTP_RATECARD_REJECTED          2
-#define NGX_HTTP_RATECARD_REJECTED_DRY_RUN  3
-#define NGX_HTTP_RATECARD_EXEMPT            4
-#define NGX_HTTP_RATECARD_UNMATCHED         5
-#define NGX_HTTP_RATECARD_ERROR             6
 
 #define NGX_HTTP_RATECARD_VAR_STATUS       0
 #define NGX_HTTP_RATECARD_VAR_RULE         1
@@ -62,42 +53,22 @@
 #define NGX_HTTP_RATECARD_MAGIC      0x52434e58  /* "RCNX" */
 #define NGX_HTTP_RATECARD_MAX_SLOTS  ((uint32_t) 1 << 28)
 #define NGX_HTTP_RATECARD_MIN_SIZE   (32 * 1024)
+#define NGX_HTTP_RATECARD_MAX_ZONES  32          /* ratecard_write_metrics' */
 
 
 /*
  * The zone: nginx writes an ngx_slab_pool_t at the start of every shared
  * zone (ngx_init_zone_pool) and, when a worker dies, the master unlocks
  * that pool's mutex word for it; so the pool header is left alone. Our own
- * record of the zone's fixed parameters follows it, then the table, on a
- * 64-byte boundary (the zone itself is page aligned):
+ * record of the zone (ngx_http_ratecard_shctx_t: fixed parameters and the
+ * Redis circuit breaker) follows it, then the table, on a 64-byte boundary
+ * (the zone itself is page aligned):
  *
  *   [ngx_slab_pool_t][ngx_http_ratecard_shctx_t]...[table, 64-aligned]
  */
-typedef struct {
-    uint32_t                    magic;
-    uint32_t                    capacity;
-    uint8_t                     ipv6_prefix_len;
-    uint8_t                     pace;
-    uint8_t                     algorithm;
-    uint8_t                     unknown_kind;
-} ngx_http_ratecard_shctx_t;
 
 #define NGX_HTTP_RATECARD_TABLE_OFFSET                                       \
     ngx_align(sizeof(ngx_slab_pool_t) + sizeof(ngx_http_ratecard_shctx_t), 64)
-
-
-typedef struct {
-    ngx_str_t                   name;
-    ngx_shm_zone_t             *shm_zone;
-    size_t                      size;          /* zone=NAME:SIZE as given */
-    ratecard_config             config;
-    size_t                      table_bytes;   /* ratecard_limiter_bytes() */
-    ngx_http_ratecard_shctx_t  *sh;
-    u_char                     *table;
-    size_t                      table_len;     /* table start to zone end */
-    ratecard_limiter           *enforce;       /* this process's handles */
-    ratecard_limiter           *dry_run;
-} ngx_http_ratecard_zone_t;
 
 
 typedef struct {
@@ -110,6 +81,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                 zones;         /* ngx_http_ratecard_zone_t * */
     ngx_array_t                 uses;          /* ngx_http_ratecard_use_t */
+    ngx_array_t                 redis;         /* ngx_http_ratecard_redis_t * */
     ngx_flag_t                  enabled;
 } ngx_http_ratecard_main_conf_t;
 
@@ -128,20 +100,7 @@ typedef struct {
     ngx_http_complex_value_t   *key;           /* NULL: Authorization */
     ngx_http_complex_value_t   *tenant;        /* NULL: none */
     ngx_http_complex_value_t   *path;          /* NULL: $request_uri */
-    ngx_shm_zone_t             *status_page;
 } ngx_http_ratecard_loc_conf_t;
-
-
-/* The decision for one main request; lives on the request pool. */
-typedef struct {
-    ngx_uint_t                  status;        /* NGX_HTTP_RATECARD_* */
-    ngx_uint_t                  fields;        /* NGX_HTTP_RATECARD_FIELDS_* */
-    ratecard_limiter           *limiter;
-    ratecard_decision           decision;
-    u_char                     *answer;        /* what ratecard_write_response wrote */
-    ratecard_response           response;
-    unsigned                    answered:1;
-} ngx_http_ratecard_state_t;
 
 
 static ngx_int_t ngx_http_ratecard_handler(ngx_http_request_t *r);
@@ -156,7 +115,7 @@ static ngx_int_t ngx_http_ratecard_reject(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_ratecard_has_error_page(ngx_http_request_t *r,
     ngx_int_t status);
 static ngx_int_t ngx_http_ratecard_header_filter(ngx_http_request_t *r);
-static ngx_int_t ngx_http_ratecard_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ratecard_metrics_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_ratecard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_http_ratecard_state_t *ngx_http_ratecard_state(
@@ -177,8 +136,12 @@ static char *ngx_http_ratecard(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ratecard_fail(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_ratecard_status_page(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ratecard_seed(ngx_conf_t *cf, ngx_str_t *value,
+    u_char *seed);
+static char *ngx_http_ratecard_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ratecard_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_shm_zone_t *ngx_http_ratecard_use(ngx_conf_t *cf, ngx_str_t *name);
 
 static ngx_int_t ngx_http_ratecard_add_variables(ngx_conf_t *cf);
@@ -186,6 +149,8 @@ static void *ngx_http_ratecard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_ratecard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ratecard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static ngx_int_t ngx_http_ratecard_link_redis(ngx_conf_t *cf,
+    ngx_http_ratecard_main_conf_t *mcf);
 static ngx_int_t ngx_http_ratecard_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ratecard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ratecard_exit_process(ngx_cycle_t *cycle);
@@ -210,6 +175,13 @@ static ngx_command_t  ngx_http_ratecard_commands[] = {
     { ngx_string("ratecard_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_ratecard_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ratecard_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_ratecard_redis,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -284,9 +256,9 @@ static ngx_command_t  ngx_http_ratecard_commands[] = {
       offsetof(ngx_http_ratecard_loc_conf_t, path),
       NULL },
 
-    { ngx_string("ratecard_status_page"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ratecard_status_page,
+    { ngx_string("ratecard_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ratecard_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -373,8 +345,8 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 /*
  * The preaccess handler: decide() turns the request into a result in st,
  * answer() turns the result into the phase's return. Only decide() consults
- * a backend, so one that answers later can return NGX_AGAIN from it and
- * re-run the phases once st is filled; answer() then runs on re-entry.
+ * a backend: through Redis it suspends the request (NGX_DONE) and the
+ * phases run again once st is filled; answer() then runs on re-entry.
  */
 
 static ngx_int_t
@@ -400,6 +372,11 @@ ngx_http_ratecard_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (st->rt != NULL) {
+        /* a subrequest while the round trip for its main request is out */
+        return ngx_http_ratecard_redis_wait(r, st->rt);
+    }
+
     if (st->status == NGX_HTTP_RATECARD_NONE) {
         rc = ngx_http_ratecard_decide(r, lcf, st);
         if (rc != NGX_OK) {
@@ -414,8 +391,9 @@ ngx_http_ratecard_handler(ngx_http_request_t *r)
 
 
 /*
- * Decides r against the zone's table into st. Returns NGX_OK with a result
- * (ERROR included: the library could not decide), or a status to finalize
+ * Decides r against the zone's table, or through Redis, into st. Returns
+ * NGX_OK with a result (ERROR included: the library could not decide),
+ * NGX_DONE with r suspended until Redis answers, or a status to finalize
  * with when nginx itself failed.
  */
 
@@ -439,6 +417,7 @@ ngx_http_ratecard_decide(ngx_http_request_t *r,
                       "ratecard: zone \"%V\" is not attached in this process",
                       &z->name);
         st->status = NGX_HTTP_RATECARD_ERROR;
+        st->fail_status = lcf->fail_closed ? lcf->fail_status : 0;
         return NGX_OK;
     }
 
@@ -450,7 +429,16 @@ ngx_http_ratecard_decide(ngx_http_request_t *r,
 
     if (rc == NGX_DECLINED) {
         st->status = NGX_HTTP_RATECARD_ERROR;
+        st->fail_status = lcf->fail_closed ? lcf->fail_status : 0;
         return NGX_OK;
+    }
+
+    if (z->redis) {
+        rc = ngx_http_ratecard_redis_decide(r, z, st, limiter, &req,
+                                            lcf->fail_closed
+                                                ? lcf->fail_status : 0,
+                                            lcf->fail_status);
+        return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
     }
 
     status = ratecard_now_ns(&now);
@@ -463,9 +451,22 @@ ngx_http_ratecard_decide(ngx_http_request_t *r,
                       "ratecard: check in zone \"%V\" failed: %s",
                       &z->name, ratecard_status_str(status));
         st->status = NGX_HTTP_RATECARD_ERROR;
+        st->fail_status = lcf->fail_closed ? lcf->fail_status : 0;
         return NGX_OK;
     }
 
+    ngx_http_ratecard_result(st, limiter);
+
+    return NGX_OK;
+}
+
+
+/* The result st->decision gives, from limiter. */
+
+void
+ngx_http_ratecard_result(ngx_http_ratecard_state_t *st,
+    ratecard_limiter *limiter)
+{
     st->limiter = limiter;
 
     if (st->decision.dry_run_denied) {
@@ -483,8 +484,6 @@ ngx_http_ratecard_decide(ngx_http_request_t *r,
     } else {
         st->status = NGX_HTTP_RATECARD_PASSED;
     }
-
-    return NGX_OK;
 }
 
 
@@ -621,7 +620,7 @@ ngx_http_ratecard_answer(ngx_http_request_t *r,
 
     case NGX_HTTP_RATECARD_ERROR:
         /* a status goes through nginx's special response (and error_page) */
-        return lcf->fail_closed ? lcf->fail_status : NGX_DECLINED;
+        return st->fail_status ? st->fail_status : NGX_DECLINED;
 
     default: /* EXEMPT, UNMATCHED: no fields */
         return NGX_DECLINED;
@@ -1009,21 +1008,24 @@ found:
 }
 
 
-/* ratecard_status_page: the zone's counters as text. */
+/*
+ * ratecard_metrics: every zone's counters in Prometheus' text format, as
+ * the library writes them for every host (stub_status's place, for a
+ * scraper). Counters live in the zones, so any worker gives the host's.
+ */
 
 static ngx_int_t
-ngx_http_ratecard_status_handler(ngx_http_request_t *r)
+ngx_http_ratecard_metrics_handler(ngx_http_request_t *r)
 {
-    size_t                         size;
-    uint32_t                       i, rules;
-    ratecard_rule_stats            rs;
-    ngx_int_t                      rc;
-    ngx_buf_t                     *b;
-    const char                    *name;
-    ngx_chain_t                    out;
-    ratecard_stats                 stats;
-    ngx_http_ratecard_zone_t      *z;
-    ngx_http_ratecard_loc_conf_t  *lcf;
+    size_t                          size, need;
+    ngx_int_t                       rc;
+    ngx_buf_t                      *b;
+    ngx_uint_t                      i, n, attempt;
+    ngx_chain_t                     out;
+    ratecard_status                 status;
+    ratecard_metrics_zone           mz[NGX_HTTP_RATECARD_MAX_ZONES];
+    ngx_http_ratecard_zone_t      **zones;
+    ngx_http_ratecard_main_conf_t  *mcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -1034,67 +1036,69 @@ ngx_http_ratecard_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ratecard_module);
-    z = lcf->status_page->data;
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ratecard_module);
+    zones = mcf->zones.elts;
+    n = 0;
 
-    if (z->enforce == NULL
-        || ratecard_limiter_stats(z->enforce, &stats) != RATECARD_OK
-        || ratecard_rule_count(z->enforce, &rules) != RATECARD_OK)
-    {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "ratecard: no counters for zone \"%V\"", &z->name);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    size = sizeof("ratecard  zone \n") + ngx_strlen(ratecard_version())
-           + z->name.len
-           + 7 * (sizeof("occupancy \n") + NGX_INT64_LEN)
-           + rules * (sizeof("rule  allowed  denied \n") + 64
-                      + 2 * NGX_INT64_LEN);
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_sprintf(b->last, "ratecard %s zone %V\n",
-                          ratecard_version(), &z->name);
-    b->last = ngx_sprintf(b->last, "capacity %uL\n", stats.capacity);
-    b->last = ngx_sprintf(b->last, "occupancy %uL\n", stats.occupancy);
-    b->last = ngx_sprintf(b->last, "allowed %uL\n", stats.allowed);
-    b->last = ngx_sprintf(b->last, "denied %uL\n",
-                          stats.limited + stats.dry_run_limited);
-    b->last = ngx_sprintf(b->last, "evicted %uL\n", stats.evicted_in_debt);
-    b->last = ngx_sprintf(b->last, "inserts %uL\n", stats.inserts);
-    b->last = ngx_sprintf(b->last, "full %uL\n", stats.full);
-
-    for (i = 0; i < rules; i++) {
-        name = ratecard_rule_name(z->enforce, i);
-
-        if (name == NULL || ngx_strlen(name) > 64
-            || ratecard_limiter_rule_stats(z->enforce, i, &rs) != RATECARD_OK)
-        {
+    for (i = 0; i < mcf->zones.nelts; i++) {
+        if (zones[i]->enforce == NULL) {
+            /* attaching failed in this worker, and was logged then */
             continue;
         }
 
-        b->last = ngx_sprintf(b->last, "rule %s allowed %uL denied %uL\n",
-                              name, rs.allowed + rs.exempt,
-                              rs.limited + rs.dry_run_limited);
+        mz[n].limiter = zones[i]->enforce;
+        mz[n].name = zones[i]->name.data;
+        mz[n].name_len = zones[i]->name.len;
+        n++;
     }
 
+    size = 8192;
+    need = 0;
+    b = NULL;
+    status = RATECARD_BUFFER_TOO_SHORT;
+
+    /* a second attempt gets the length the first one reported */
+    for (attempt = 0; attempt < 2 && status == RATECARD_BUFFER_TOO_SHORT;
+         attempt++)
+    {
+        if (attempt > 0) {
+            size = need;
+        }
+
+        b = ngx_create_temp_buf(r->pool, size ? size : 1);
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        status = ratecard_write_metrics(mz, n, b->pos, size, &need);
+    }
+
+    if (status != RATECARD_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ratecard: writing the metrics failed: %s",
+                      ratecard_status_str(status));
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = b->pos + need;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = need;
+    ngx_str_set(&r->headers_out.content_type, "text/plain; version=0.0.4");
+    r->headers_out.content_type_len = sizeof("text/plain") - 1;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;
+    }
+
+    if (need == 0) {
+        b->memory = 0;
+        b->temporary = 0;
     }
 
     out.buf = b;
@@ -1113,11 +1117,13 @@ ngx_http_ratecard_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ratecard_status             rc;
     ratecard_config             cfg;
     ratecard_limiter           *h;
+    uint32_t                    crc;
     ngx_http_ratecard_zone_t   *z;
     ngx_http_ratecard_shctx_t  *sh;
 
     z = shm_zone->data;
     base = shm_zone->shm.addr;
+    crc = z->config.seed ? ngx_crc32_short(z->seed, sizeof(z->seed)) : 0;
 
     sh = (ngx_http_ratecard_shctx_t *) (base + sizeof(ngx_slab_pool_t));
     z->sh = sh;
@@ -1148,6 +1154,22 @@ ngx_http_ratecard_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         }
 
         ratecard_limiter_free(h);
+
+        /* the table hashes subjects with the seed it was laid out with */
+        if (sh->magic == NGX_HTTP_RATECARD_MAGIC
+            && (sh->seeded != (z->config.seed != NULL) || sh->seed_crc != crc))
+        {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "ratecard_zone \"%V\": the seed changed, and a "
+                          "kept table keeps its own: give the zone a new "
+                          "name (or size) to lay it out with the new seed",
+                          &z->name);
+            return NGX_ERROR;
+        }
+
+        /* a new configuration (perhaps another Redis) starts unbroken */
+        sh->fails = 0;
+        sh->open_until = 0;
 
         if (sh->magic == NGX_HTTP_RATECARD_MAGIC
             && (sh->ipv6_prefix_len != z->config.ipv6_prefix_len
@@ -1187,6 +1209,9 @@ ngx_http_ratecard_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* the master decides nothing: workers attach their own handles */
     ratecard_limiter_free(h);
 
+    ngx_memzero(sh, sizeof(ngx_http_ratecard_shctx_t));
+    sh->seeded = (z->config.seed != NULL);
+    sh->seed_crc = crc;
     sh->magic = NGX_HTTP_RATECARD_MAGIC;
     sh->capacity = z->config.capacity;
     sh->ipv6_prefix_len = z->config.ipv6_prefix_len;
@@ -1243,6 +1268,10 @@ ngx_http_ratecard_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < mcf->zones.nelts; i++) {
         /* on failure requests take the ratecard_fail path; the worker lives */
         (void) ngx_http_ratecard_attach(cycle->log, zones[i]);
+
+        if (zones[i]->redis) {
+            ngx_http_ratecard_redis_init_process(cycle, zones[i]->redis);
+        }
     }
 
     return NGX_OK;
@@ -1279,10 +1308,12 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ratecard_main_conf_t  *mcf = conf;
 
-    u_char                     *p;
+    char                       *rv;
+    u_char                     *p, seed[NGX_HTTP_RATECARD_SEED_LEN];
     size_t                      size, zone_size;
     ssize_t                     n;
     uint32_t                    capacity;
+    ngx_uint_t                  seeded;
     ngx_str_t                  *value, name, s;
     ngx_int_t                   k;
     ngx_uint_t                  i;
@@ -1295,6 +1326,7 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ratecard_config_default(&config);
     ngx_str_null(&name);
     size = 0;
+    seeded = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -1384,6 +1416,22 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "seed=", 5) == 0
+            || ngx_strncmp(value[i].data, "seed_file=", 10) == 0)
+        {
+            if (seeded) {
+                return "has a duplicate seed";
+            }
+
+            rv = ngx_http_ratecard_seed(cf, &value[i], seed);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            seeded = 1;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -1391,6 +1439,13 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"%V\" must have \"zone\" parameter",
                            &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (mcf->zones.nelts == NGX_HTTP_RATECARD_MAX_ZONES) {
+        /* the most one metrics page holds */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "at most %d ratecard zones",
+                           NGX_HTTP_RATECARD_MAX_ZONES);
         return NGX_CONF_ERROR;
     }
 
@@ -1412,6 +1467,13 @@ ngx_http_ratecard_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     z->name = name;
     z->size = size;
     z->config = config;
+
+    if (seeded) {
+        /* every host on one Redis must hash subjects alike */
+        ngx_memcpy(z->seed, seed, sizeof(seed));
+        z->config.seed = z->seed;
+        z->config.seed_len = sizeof(z->seed);
+    }
     z->table_bytes = ratecard_limiter_bytes(capacity);
 
     if (z->table_bytes == 0) {
@@ -1580,26 +1642,139 @@ ngx_http_ratecard_fail(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
-ngx_http_ratecard_status_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_ratecard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ratecard_loc_conf_t  *lcf = conf;
-
-    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (lcf->status_page != NULL) {
-        return "is duplicate";
-    }
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_ratecard_metrics_handler;
 
-    value = cf->args->elts;
+    return NGX_CONF_OK;
+}
 
-    lcf->status_page = ngx_http_ratecard_use(cf, &value[1]);
-    if (lcf->status_page == NULL) {
+
+/* ratecard_redis: linked to its zone once every zone is known. */
+
+static char *
+ngx_http_ratecard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ratecard_main_conf_t  *mcf = conf;
+
+    char                        *rv;
+    ngx_http_ratecard_redis_t   *rd, **rdp;
+
+    rd = ngx_pcalloc(cf->pool, sizeof(ngx_http_ratecard_redis_t));
+    if (rd == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
-    clcf->handler = ngx_http_ratecard_status_handler;
+    rv = ngx_http_ratecard_redis_parse(cf, rd);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    rdp = ngx_array_push(&mcf->redis);
+    if (rdp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *rdp = rd;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * seed=HEX (32 digits) or seed_file=PATH (a file holding them) into seed.
+ * The file is read by the master at configuration time, so it can be
+ * root's alone; one that others may read or write is refused.
+ */
+
+static char *
+ngx_http_ratecard_seed(ngx_conf_t *cf, ngx_str_t *value, u_char *seed)
+{
+    u_char           *p, *last, text[256];
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         hex, path;
+    ngx_int_t         hi, lo;
+    ngx_uint_t        i;
+    ngx_file_info_t   fi;
+
+    if (ngx_strncmp(value->data, "seed=", 5) == 0) {
+        hex.data = value->data + 5;
+        hex.len = value->len - 5;
+
+    } else {
+        path.data = value->data + 10;
+        path.len = value->len - 10;
+
+        if (path.len == 0 || ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+            return "has an invalid seed_file";
+        }
+
+        fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+        if (fd == NGX_INVALID_FILE) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_open_file_n " \"%s\" failed", path.data);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_fd_info_n " \"%s\" failed", path.data);
+            ngx_close_file(fd);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_file_access(&fi) & 0007) {
+            ngx_close_file(fd);
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "seed_file \"%s\" is accessible to others "
+                               "(chmod o-rwx)", path.data);
+            return NGX_CONF_ERROR;
+        }
+
+        n = ngx_read_fd(fd, text, sizeof(text));
+        ngx_close_file(fd);
+
+        if (n == -1) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                               ngx_read_fd_n " \"%s\" failed", path.data);
+            return NGX_CONF_ERROR;
+        }
+
+        /* the digits, without surrounding white space */
+        p = text;
+        last = text + n;
+        while (p < last && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+            p++;
+        }
+        while (last > p
+               && (last[-1] == ' ' || last[-1] == '\t' || last[-1] == '\r'
+                   || last[-1] == '\n'))
+        {
+            last--;
+        }
+
+        hex.data = p;
+        hex.len = last - p;
+    }
+
+    if (hex.len != 2 * NGX_HTTP_RATECARD_SEED_LEN) {
+        return "needs a seed of 32 hexadecimal digits (16 bytes)";
+    }
+
+    for (i = 0; i < NGX_HTTP_RATECARD_SEED_LEN; i++) {
+        hi = ngx_hextoi(&hex.data[2 * i], 1);
+        lo = ngx_hextoi(&hex.data[2 * i + 1], 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return "needs a seed of 32 hexadecimal digits (16 bytes)";
+        }
+
+        seed[i] = (u_char) (hi * 16 + lo);
+    }
 
     return NGX_CONF_OK;
 }
@@ -1671,6 +1846,9 @@ ngx_http_ratecard_create_main_conf(ngx_conf_t *cf)
         != NGX_OK
         || ngx_array_init(&mcf->uses, cf->pool, 4,
                           sizeof(ngx_http_ratecard_use_t))
+           != NGX_OK
+        || ngx_array_init(&mcf->redis, cf->pool, 1,
+                          sizeof(ngx_http_ratecard_redis_t *))
            != NGX_OK)
     {
         return NULL;
@@ -1695,7 +1873,6 @@ ngx_http_ratecard_create_loc_conf(ngx_conf_t *cf)
      *
      *     conf->api = 0;
      *     conf->zone_dry_run = 0;
-     *     conf->status_page = NULL;
      */
 
     conf->shm_zone = NGX_CONF_UNSET_PTR;
@@ -1757,6 +1934,63 @@ ngx_http_ratecard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
+/* Each ratecard_redis to its zone, which must have a seed of its own. */
+
+static ngx_int_t
+ngx_http_ratecard_link_redis(ngx_conf_t *cf,
+    ngx_http_ratecard_main_conf_t *mcf)
+{
+    ngx_uint_t                  i, j;
+    ngx_http_ratecard_zone_t  **zones, *z;
+    ngx_http_ratecard_redis_t **rds, *rd;
+
+    zones = mcf->zones.elts;
+    rds = mcf->redis.elts;
+
+    for (i = 0; i < mcf->redis.nelts; i++) {
+        rd = rds[i];
+        z = NULL;
+
+        for (j = 0; j < mcf->zones.nelts; j++) {
+            if (zones[j]->name.len == rd->zone_name.len
+                && ngx_strncmp(zones[j]->name.data, rd->zone_name.data,
+                               rd->zone_name.len) == 0)
+            {
+                z = zones[j];
+                break;
+            }
+        }
+
+        if (z == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown ratecard_zone \"%V\" in ratecard_redis "
+                          "in %V:%ui", &rd->zone_name, &rd->file, rd->line);
+            return NGX_ERROR;
+        }
+
+        if (z->redis) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "duplicate ratecard_redis for zone \"%V\" in "
+                          "%V:%ui", &z->name, &rd->file, rd->line);
+            return NGX_ERROR;
+        }
+
+        if (z->config.seed == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "ratecard_zone \"%V\" needs seed_file= or seed= "
+                          "for ratecard_redis in %V:%ui: every host on one "
+                          "Redis hashes subjects with the same seed",
+                          &z->name, &rd->file, rd->line);
+            return NGX_ERROR;
+        }
+
+        z->redis = rd;
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_ratecard_init(ngx_conf_t *cf)
 {
@@ -1778,6 +2012,10 @@ ngx_http_ratecard_init(ngx_conf_t *cf)
                           use[i].line);
             return NGX_ERROR;
         }
+    }
+
+    if (ngx_http_ratecard_link_redis(cf, mcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (!mcf->enabled) {
