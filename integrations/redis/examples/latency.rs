@@ -119,7 +119,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("sk_live_{i}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("sk_live_{i}").into_bytes())
+        .collect();
     let users: Vec<Vec<u8>> = (0..10_000)
         .map(|i| format!("/v1/users/user_{i}").into_bytes())
         .collect();
@@ -142,8 +144,12 @@ fn main() {
         let mut samples = Vec::with_capacity(calls);
         let start = Instant::now();
         for i in 0..calls {
-            let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins")
-                .ip([10, 1, (i >> 8) as u8, i as u8]);
+            let r = Request::new(Api::Frontend, b"POST", b"/v1/client/sign_ins").ip([
+                10,
+                1,
+                (i >> 8) as u8,
+                i as u8,
+            ]);
             let t = Instant::now();
             backend.check(&r).await.expect("a decision");
             samples.push(t.elapsed());
