@@ -86,13 +86,13 @@ impl Redis {
         match decided {
             Ok(d) => Ok(engine::verdict(rules, &d)),
             Err(Error::Request(e)) => Err(engine::error(e)),
-            Err(e @ Error::Remote { .. }) => {
+            Err(e) => {
                 self.log(&e);
-                match e {
+                match &e {
                     Error::Remote {
                         answer: Answer::Local(d),
                         ..
-                    } => Ok(engine::verdict(rules, &d)),
+                    } => Ok(engine::verdict(rules, d)),
                     Error::Remote {
                         answer: Answer::Open,
                         ..
@@ -103,7 +103,7 @@ impl Redis {
                         ratelimit_policy: String::new(),
                         ratelimit: String::new(),
                     }),
-                    other => Err(BackendError::Unavailable(other.to_string())),
+                    _ => Err(BackendError::Unavailable(e.to_string())),
                 }
             }
         }

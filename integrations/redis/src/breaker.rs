@@ -71,9 +71,9 @@ impl Breaker {
         true
     }
 
-    /// A probe that ended with neither outcome (its caller dropped it):
-    /// let the next call probe.
-    pub(crate) fn abandon_probe(&self) {
+    /// A probe is over (its outcome recorded, or none: its caller dropped
+    /// it): the next call may probe.
+    pub(crate) fn end_probe(&self) {
         self.state().probing = false;
     }
 
@@ -117,12 +117,12 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_probe_lets_the_next_call_probe() {
+    fn a_probe_ended_without_an_outcome_lets_the_next_call_probe() {
         let b = Breaker::new(1, Duration::ZERO);
         let t = Instant::now();
         assert!(b.failure(t));
         assert_eq!(b.admit(t), Gate::Probe);
-        b.abandon_probe();
+        b.end_probe();
         assert_eq!(b.admit(t), Gate::Probe);
     }
 

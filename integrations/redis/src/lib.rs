@@ -342,13 +342,11 @@ impl RedisBackend {
         if gate == Gate::Open {
             return Err(self.policy_answer(&pending, now, Cause::BreakerOpen));
         }
-        let probe = (gate == Gate::Probe).then_some(ProbeGuard(Some(&self.breaker)));
+        // Held to the end: however this call ends, the probe is over.
+        let _probe = (gate == Gate::Probe).then_some(ProbeGuard(&self.breaker));
         let result = tokio::time::timeout(self.timeout, self.call(&pending, clock))
             .await
             .unwrap_or(Err(Cause::Timeout));
-        if let Some(p) = probe {
-            p.settle();
-        }
         match result {
             Ok(d) => {
                 self.breaker.success();
@@ -478,21 +476,14 @@ impl RedisBackend {
     }
 }
 
-/// A breaker probe in flight; one dropped unsettled (the caller cancelled
-/// its call) lets the next call probe.
-struct ProbeGuard<'b>(Option<&'b Breaker>);
-
-impl ProbeGuard<'_> {
-    fn settle(mut self) {
-        self.0 = None;
-    }
-}
+/// A breaker probe in flight. Dropped once its outcome is recorded, or
+/// with its call (the caller cancelled it, or it decided nothing about
+/// Redis): either way the next call may probe if the breaker is open.
+struct ProbeGuard<'b>(&'b Breaker);
 
 impl Drop for ProbeGuard<'_> {
     fn drop(&mut self) {
-        if let Some(b) = self.0 {
-            b.abandon_probe();
-        }
+        self.0.end_probe();
     }
 }
 
