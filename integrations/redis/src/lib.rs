@@ -19,7 +19,8 @@
 //!   keys are the table's keyed hashes.
 //! - **Connections.** A pool of at most [`Options::connections`] TCP
 //!   connections per node, opened on demand and kept while in step. A
-//!   reply that is not RESP, or bytes beyond a reply, drop the connection.
+//!   reply that is not RESP or not the script's, or bytes beyond a reply,
+//!   drop the connection.
 //!   A pooled connection found dead before any reply byte (Redis
 //!   restarted) is replaced once within the call; nothing is sent twice
 //!   once a reply has begun.
@@ -196,8 +197,7 @@ enum Step {
     Ask {
         addr: Vec<u8>,
     },
-    /// An error reply or a value of the wrong shape; the connection is in
-    /// step.
+    /// An error reply; the connection is in step.
     Failed(Cause),
 }
 
@@ -511,7 +511,9 @@ fn step(b: &[u8], outcomes: &mut [Outcome]) -> Option<(Result<Step, Cause>, usiz
         Ok(d) => (Step::Outcomes, d.consumed),
         Err(ReplyError::Incomplete) => return None,
         Err(ReplyError::Protocol) => return Some((Err(Cause::Protocol), b.len())),
-        Err(ReplyError::Shape { error, consumed }) => (Step::Failed(Cause::Shape(error)), consumed),
+        // In step, strictly, but something other than the script answers:
+        // start again on a new connection.
+        Err(ReplyError::Shape { error, .. }) => return Some((Err(Cause::Shape(error)), b.len())),
         Err(ReplyError::Server { error, consumed }) => (
             match error {
                 ServerError::NoScript => Step::NoScript,

@@ -255,8 +255,9 @@ async fn stub(reply: &'static [u8]) -> (String, Arc<AtomicU32>) {
     (addr, accepted)
 }
 
-/// A stub's reply, the cause it must give, and whether the connection
-/// stays in step (one connection for every call).
+/// A stub's reply, the cause it must give, and whether the connection is
+/// kept (one for every call: an error reply leaves it in step) or dropped
+/// (one per call: not RESP, not the script's reply, or never finished).
 struct Case {
     reply: &'static [u8],
     expected: fn(&Cause) -> bool,
@@ -288,11 +289,11 @@ async fn a_server_answering_garbage_gets_the_policy_and_no_panic() {
         Case::dropped(b"HTTP/1.1 400 Bad Request\r\n\r\n", |c| {
             *c == Cause::Protocol
         }),
-        Case::kept(b"+OK\r\n", |c| matches!(c, Cause::Shape(_))),
-        Case::kept(b":1\r\n", |c| matches!(c, Cause::Shape(_))),
-        Case::kept(b"*2\r\n:1\r\n:1\r\n", |c| matches!(c, Cause::Shape(_))),
+        Case::dropped(b"+OK\r\n", |c| matches!(c, Cause::Shape(_))),
+        Case::dropped(b":1\r\n", |c| matches!(c, Cause::Shape(_))),
+        Case::dropped(b"*2\r\n:1\r\n:1\r\n", |c| matches!(c, Cause::Shape(_))),
         // The script's shape, but reply format 9.
-        Case::kept(b"*6\r\n:9\r\n:1\r\n:1\r\n:4\r\n:0\r\n:0\r\n", |c| {
+        Case::dropped(b"*6\r\n:9\r\n:1\r\n:1\r\n:4\r\n:0\r\n:0\r\n", |c| {
             matches!(c, Cause::Shape(_))
         }),
         Case::kept(
