@@ -20,13 +20,13 @@
 //! - **Connections.** A pool of at most [`Options::connections`] TCP
 //!   connections per node, opened on demand and kept while in step. A
 //!   reply that is not RESP or not the script's, or bytes beyond a reply,
-//!   drop the connection.
-//!   A pooled connection found dead before any reply byte (Redis
-//!   restarted) is replaced once within the call; nothing is sent twice
-//!   once a reply has begun.
+//!   drop the connection. A pooled connection found dead before any reply
+//!   byte (Redis restarted) is replaced once within the call; nothing is
+//!   sent twice once a reply has begun.
 //! - **One deadline.** [`Options::timeout`] bounds the whole decision:
 //!   waiting for a connection, connecting, every redirection and retry.
-//!   Past it the call is dropped and the policy answers.
+//!   Past it the connection is dropped and the policy answers; a stalled
+//!   Redis may still run the call when it wakes (stricter, never looser).
 //! - **The policy** ([`Policy`]) answers whenever Redis does not: fail
 //!   closed (the default), fail open, or the local table. The caller gets
 //!   [`Error::Remote`] with the cause and the answer, so it can log.
@@ -43,8 +43,9 @@
 //!   `MOVED` said which node holds its slot (a slot→node map, learnt as
 //!   redirections come); `MOVED` is followed once and remembered, `ASK`
 //!   once with `ASKING`; a second redirection in one call is an error
-//!   under the policy. A seed node that is down is not routed around: the
-//!   map only knows what redirections told it.
+//!   under the policy, and so is `TRYAGAIN` (a slot mid-migration holding
+//!   some of a call's keys). A seed node that is down is not routed
+//!   around: the map only knows what redirections told it.
 //! - **Time.** [`ClockSource::Server`] (the default) lets the script read
 //!   Redis's `TIME`; [`ClockSource::Gateway`] passes this host's wall clock
 //!   (skew between gateways then loosens the limit; see
