@@ -176,8 +176,14 @@ async fn a_stalled_redis_times_out_into_the_policy_then_answers_again() {
     let timeout = Duration::from_millis(200);
     let b = backend(redis.addr(), Policy::FailOpen, timeout, 0);
     assert!(b.check(&sign_in(5)).await.unwrap().allowed());
-    let mut sleeper = redis.cli_spawn(&["DEBUG", "SLEEP", "2"]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut sleeper = redis.cli_spawn(&["DEBUG", "SLEEP", "3"]);
+    let asleep = Instant::now();
+    while redis.answers_within(Duration::from_millis(100)) {
+        assert!(
+            asleep.elapsed() < Duration::from_secs(2),
+            "DEBUG SLEEP did not start"
+        );
+    }
     let start = Instant::now();
     let (cause, answer) = failed(b.check(&sign_in(5)).await);
     let took = start.elapsed();

@@ -81,7 +81,7 @@ impl Redis {
                 self.child = None;
                 return Err(());
             }
-            if ping(self.port) {
+            if ping(self.port, Duration::from_secs(1)) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -146,6 +146,11 @@ impl Redis {
         c
     }
 
+    /// Whether it answers `PING` within `wait` (not while `DEBUG SLEEP`s).
+    pub fn answers_within(&self, wait: Duration) -> bool {
+        ping(self.port, wait)
+    }
+
     /// The keys under `pattern`.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         let out = self.cli(&["--scan", "--pattern", pattern]);
@@ -164,12 +169,12 @@ impl Drop for Redis {
     }
 }
 
-/// Whether a server answers `PING` on `port` within a second.
-fn ping(port: u16) -> bool {
+/// Whether a server answers `PING` on `port` within `wait`.
+fn ping(port: u16, wait: Duration) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = s.set_read_timeout(Some(wait));
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }
