@@ -108,8 +108,9 @@ pub struct Options {
     /// Bytes before every key (no `{` or `}`, at most [`MAX_PREFIX`]).
     /// Default `rc:`.
     pub prefix: Vec<u8>,
-    /// The whole decision's deadline. Default 25 ms: under Envoy's 50 ms
-    /// filter timeout, far above a loopback round trip.
+    /// The whole decision's deadline. Default 100 ms, as the Go host's;
+    /// a host that is itself called under a deadline wants less
+    /// (`ratecard-rls` takes 25 ms, under Envoy's 50 ms filter timeout).
     pub timeout: Duration,
     /// Connections per node, at most. Default 4.
     pub connections: usize,
@@ -135,7 +136,7 @@ impl Options {
         Options {
             addr: addr.into(),
             prefix: b"rc:".to_vec(),
-            timeout: Duration::from_millis(25),
+            timeout: Duration::from_millis(100),
             connections: 4,
             clock: ClockSource::Server,
             policy: Policy::FailClosed,
