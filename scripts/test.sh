@@ -57,6 +57,10 @@ stage "tower layer: build without axum, docs"
 cargo build -p ratecard-tower --no-default-features
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratecard-tower
 
+# Its tests (a three-master cluster among them) ran with the workspace.
+stage "ratecard-redis: a bounded run of its latency example (redis-server, redis-benchmark)"
+cargo run -p ratecard-redis --example latency -- --calls 500 --seconds 1
+
 stage "loom model of the slot protocol"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR="$root/target/loom" \
   cargo test --release -p ratecard --test loom
@@ -66,7 +70,7 @@ bash nostd-check/check.sh
 
 stage "docs"
 # One package at a time: core and ffi both name their library `ratecard`.
-for pkg in ratecard ratecard-ffi ratecard-benches; do
+for pkg in ratecard ratecard-ffi ratecard-benches ratecard-redis; do
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p "$pkg"
 done
 

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ratecard_redis::{ClockSource, Options, Policy, MAX_PREFIX};
+
 use crate::backend::ApiKind;
 use crate::engine::MAX_CAPACITY;
 
@@ -15,6 +17,9 @@ usage: ratecard-rls [--config FILE] [--listen ADDR] [--domain NAME]
                     [--api frontend|backend] [--capacity SLOTS]
                     [--seed HEX32 | --seed-file FILE] [--dry-run]
                     [--shutdown-grace SECS]
+                    [--redis HOST:PORT [--redis-policy closed|open|local]
+                     [--redis-timeout MS] [--redis-prefix P]
+                     [--redis-clock server|gateway]]
 
   --config FILE          read `name = value` lines (the names below, no dashes;
                          `#` starts a comment); flags override them
@@ -30,6 +35,17 @@ usage: ratecard-rls [--config FILE] [--listen ADDR] [--domain NAME]
   --dry-run              decide and report, never deny
   --shutdown-grace SECS  after SIGTERM/SIGINT, wait this long for calls and
                          connections to finish (default 10)
+  --redis HOST:PORT      keep the limits in Redis (or a Redis Cluster, through
+                         any node): every replica on it enforces one limit;
+                         needs --seed or --seed-file, the same on every one
+  --redis-policy P       when Redis cannot answer: closed (gRPC UNAVAILABLE,
+                         the default), open (OK, unlimited) or local (this
+                         replica's own table: per-replica limits)
+  --redis-timeout MS     a decision's deadline through Redis, milliseconds
+                         (default 25)
+  --redis-prefix P       the keys' prefix (default rc:)
+  --redis-clock C        server (Redis's TIME, the default) or gateway (this
+                         host's wall clock, for services that refuse TIME)
 ";
 
 /// Everything the service is started with.
@@ -49,6 +65,52 @@ pub struct Settings {
     pub dry_run: bool,
     /// How long shutdown may wait.
     pub shutdown_grace: Duration,
+    /// The Redis backend, if any.
+    pub redis: RedisSettings,
+}
+
+/// `--redis` and its companions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// `host:port`; `None`: the in-process table.
+    pub addr: Option<String>,
+    /// The keys' prefix.
+    pub prefix: String,
+    /// A decision's deadline.
+    pub timeout: Duration,
+    /// What answers when Redis cannot.
+    pub policy: Policy,
+    /// Where the script's time comes from.
+    pub clock: ClockSource,
+}
+
+impl Default for RedisSettings {
+    fn default() -> RedisSettings {
+        let o = Options::new("");
+        RedisSettings {
+            addr: None,
+            prefix: String::from_utf8_lossy(&o.prefix).into_owned(),
+            // Under the 50 ms filter timeout of the README's Envoy config, so
+            // the policy answers before Envoy gives up on the service.
+            timeout: Duration::from_millis(25),
+            policy: o.policy,
+            clock: o.clock,
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The backend's options; `None` without `--redis`.
+    pub fn options(&self) -> Option<Options> {
+        let addr = self.addr.clone()?;
+        Some(Options {
+            prefix: self.prefix.as_bytes().to_vec(),
+            timeout: self.timeout,
+            policy: self.policy,
+            clock: self.clock,
+            ..Options::new(addr)
+        })
+    }
 }
 
 impl Default for Settings {
@@ -61,6 +123,7 @@ impl Default for Settings {
             seed: None,
             dry_run: false,
             shutdown_grace: Duration::from_secs(10),
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -135,6 +198,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
     for (name, value, origin) in pairs {
         apply(&mut s, &name, &value).map_err(|e| bad(format!("{origin} {name}: {}", e.0)))?;
     }
+    check_redis(&s)?;
     Ok(Command::Run(s))
 }
 
@@ -201,7 +265,70 @@ fn apply(s: &mut Settings, name: &str, value: &str) -> Result<(), ConfigError> {
                 .map(Duration::from_secs)
                 .ok_or_else(|| bad("must be 0 to 3600 seconds"))?
         }
+        "redis" => {
+            let port = value.rsplit_once(':').and_then(|(h, p)| {
+                let port = p.parse::<u16>().ok().filter(|&p| p != 0);
+                port.filter(|_| !h.is_empty())
+            });
+            if port.is_none() {
+                return Err(bad(format!("{value:?} is not host:port")));
+            }
+            s.redis.addr = Some(value.to_string());
+        }
+        "redis-prefix" => {
+            if value.len() > MAX_PREFIX || value.contains(['{', '}']) {
+                return Err(bad(format!(
+                    "at most {MAX_PREFIX} bytes, without {{ or }} (they would move the Cluster hash tag)"
+                )));
+            }
+            s.redis.prefix = value.to_string();
+        }
+        "redis-timeout" => {
+            s.redis.timeout = value
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (1..=60_000).contains(ms))
+                .map(Duration::from_millis)
+                .ok_or_else(|| bad("must be 1 to 60000 milliseconds"))?
+        }
+        "redis-policy" => {
+            s.redis.policy = match value {
+                "closed" => Policy::FailClosed,
+                "open" => Policy::FailOpen,
+                "local" => Policy::Local,
+                _ => return Err(bad("must be closed, open or local")),
+            }
+        }
+        "redis-clock" => {
+            s.redis.clock = match value {
+                "server" => ClockSource::Server,
+                "gateway" => ClockSource::Gateway,
+                _ => return Err(bad("must be server or gateway")),
+            }
+        }
         _ => return Err(bad("unknown setting")),
+    }
+    Ok(())
+}
+
+/// Redis needs a seed every replica shares; its companions need Redis.
+fn check_redis(s: &Settings) -> Result<(), ConfigError> {
+    let r = &s.redis;
+    if r.addr.is_some() && s.seed.is_none() {
+        return Err(bad(
+            "--redis needs --seed or --seed-file: keys are keyed hashes, and every \
+             replica must hash with the same seed (one drawn from the OS would \
+             give each replica limits of its own)",
+        ));
+    }
+    let alone = RedisSettings {
+        addr: None,
+        ..r.clone()
+    };
+    if r.addr.is_none() && alone != RedisSettings::default() {
+        return Err(bad(
+            "--redis-policy, --redis-timeout, --redis-prefix and --redis-clock need --redis",
+        ));
     }
     Ok(())
 }
@@ -295,6 +422,56 @@ mod tests {
         assert_eq!(s.seed.unwrap()[0], 0xff);
         assert!(s.dry_run);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn redis_flags_set_the_backend_and_need_a_seed() {
+        let s = run(&["--redis", "127.0.0.1:6379", "--seed-file=/dev/null"]);
+        assert!(s.is_err(), "an empty seed file");
+        let seed = "000102030405060708090a0b0c0d0e0f";
+        let s = run(&[
+            "--redis=redis-1:6380",
+            "--seed",
+            seed,
+            "--redis-policy",
+            "local",
+            "--redis-timeout=40",
+            "--redis-prefix",
+            "edge:",
+            "--redis-clock",
+            "gateway",
+        ])
+        .unwrap();
+        let o = s.redis.options().unwrap();
+        assert_eq!(o.addr, "redis-1:6380");
+        assert_eq!(
+            (o.policy, o.timeout, o.clock),
+            (
+                Policy::Local,
+                Duration::from_millis(40),
+                ClockSource::Gateway
+            )
+        );
+        assert_eq!(o.prefix, b"edge:");
+        assert_eq!(run(&[]).unwrap().redis.options(), None);
+
+        let e = run(&["--redis", "127.0.0.1:6379"]).unwrap_err();
+        assert!(e.0.contains("seed"), "{e}");
+        let e = run(&["--redis-policy", "open"]).unwrap_err();
+        assert!(e.0.contains("need --redis"), "{e}");
+        for args in [
+            &["--redis", "127.0.0.1"][..],
+            &["--redis", ":6379"],
+            &["--redis", "h:0"],
+            &["--redis-policy", "maybe"],
+            &["--redis-timeout", "0"],
+            &["--redis-prefix", "a{b}"],
+            &["--redis-clock", "ntp"],
+        ] {
+            let mut args = args.to_vec();
+            args.extend(["--seed", seed]);
+            assert!(run(&args).is_err(), "{args:?} was accepted");
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The in-process [`Backend`]: one ratecard table in memory this process
 //! owns, shared by every gRPC worker thread.
 //!
-//! This is the only module that calls `ratecard`: when its API moves, only
-//! this file changes.
+//! This module and [`crate::shared`] (the Redis backend) are the only ones
+//! that call `ratecard`: when its API moves, only they change.
 
 use std::time::{Duration, Instant};
 
@@ -62,24 +62,54 @@ pub struct Local {
     epoch: Instant,
 }
 
+/// A fresh table with Clerk's rules.
+pub(crate) fn table(config: &TableConfig) -> Result<Limiter<'static>, SetupError> {
+    if config.capacity == 0 || config.capacity > MAX_CAPACITY {
+        return Err(SetupError(format!(
+            "capacity must be 1 to {MAX_CAPACITY} slots, not {}",
+            config.capacity
+        )));
+    }
+    let core = ratecard::Config {
+        capacity: config.capacity,
+        dry_run: config.dry_run,
+        ..ratecard::Config::DEFAULT
+    };
+    Limiter::new(&core, CLERK, Seed::from_bytes(config.seed))
+        .map_err(|e| SetupError(format!("cannot make the table: {e}")))
+}
+
+/// The counters of `limiter`.
+pub(crate) fn counters(limiter: &Limiter<'_>) -> Counters {
+    let s = limiter.stats();
+    Counters {
+        allowed: s.allowed,
+        denied: s.limited.saturating_add(s.dry_run_limited),
+        occupancy: s.occupancy,
+        capacity: s.capacity,
+        evicted: s.evicted_in_debt,
+    }
+}
+
+/// `request` as ratecard's request.
+pub(crate) fn request<'a>(request: &Classified<'a>) -> Request<'a> {
+    let api = match request.api {
+        ApiKind::Frontend => Api::Frontend,
+        ApiKind::Backend => Api::Backend,
+    };
+    let mut r = Request::new(api, request.method, request.path)
+        .key(request.authorization)
+        .tenant(request.tenant)
+        .cost(request.cost);
+    r.client_ip = request.client_ip;
+    r
+}
+
 impl Local {
     /// A fresh table with Clerk's rules.
     pub fn new(config: &TableConfig) -> Result<Local, SetupError> {
-        if config.capacity == 0 || config.capacity > MAX_CAPACITY {
-            return Err(SetupError(format!(
-                "capacity must be 1 to {MAX_CAPACITY} slots, not {}",
-                config.capacity
-            )));
-        }
-        let core = ratecard::Config {
-            capacity: config.capacity,
-            dry_run: config.dry_run,
-            ..ratecard::Config::DEFAULT
-        };
-        let limiter = Limiter::new(&core, CLERK, Seed::from_bytes(config.seed))
-            .map_err(|e| SetupError(format!("cannot make the table: {e}")))?;
         Ok(Local {
-            limiter,
+            limiter: table(config)?,
             epoch: Instant::now(),
         })
     }
@@ -91,27 +121,12 @@ impl Local {
 
     /// The table's counters.
     pub fn counters(&self) -> Counters {
-        let s = self.limiter.stats();
-        Counters {
-            allowed: s.allowed,
-            denied: s.limited.saturating_add(s.dry_run_limited),
-            occupancy: s.occupancy,
-            capacity: s.capacity,
-            evicted: s.evicted_in_debt,
-        }
+        counters(&self.limiter)
     }
 
     /// Decide synchronously: the table needs no I/O.
     pub fn decide(&self, request: &Classified<'_>, peek: bool) -> Result<Verdict, BackendError> {
-        let api = match request.api {
-            ApiKind::Frontend => Api::Frontend,
-            ApiKind::Backend => Api::Backend,
-        };
-        let mut r = Request::new(api, request.method, request.path)
-            .key(request.authorization)
-            .tenant(request.tenant)
-            .cost(request.cost);
-        r.client_ip = request.client_ip;
+        let r = self::request(request);
         let now = self.now();
         let limiter = &self.limiter;
         let decided = if peek {
@@ -143,7 +158,7 @@ impl Backend for Local {
     }
 }
 
-fn verdict(rules: &RuleTable<'static>, d: &Decision) -> Verdict {
+pub(crate) fn verdict(rules: &RuleTable<'static>, d: &Decision) -> Verdict {
     let outcome = match d.verdict {
         Said::Unmatched => Outcome::Unmatched,
         Said::Exempt => Outcome::Exempt,
@@ -192,7 +207,7 @@ fn text(buf: &[u8], range: std::ops::Range<usize>) -> String {
     String::from_utf8(buf.get(range).unwrap_or_default().to_vec()).unwrap_or_default()
 }
 
-fn error(e: CheckError) -> BackendError {
+pub(crate) fn error(e: CheckError) -> BackendError {
     match e {
         CheckError::MissingSubject => BackendError::Invalid(
             "the request lacks its rule's subject: a Frontend request needs \

@@ -7,7 +7,8 @@
 //!   descriptor entries mean what, which requests are refused);
 //! - [`backend`]: the [`Backend`](backend::Backend) trait between the gRPC
 //!   layer and the place decisions are made;
-//! - [`engine`]: the in-process backend, the one module that calls ratecard;
+//! - [`engine`]: the in-process backend;
+//! - [`shared`]: the Redis backend, one limit for every replica;
 //! - [`response`]: a decision as Envoy's `RateLimitResponse`;
 //! - [`server`]: the gRPC service, the health service, graceful shutdown;
 //! - [`config`]: flags and the settings file.
@@ -18,3 +19,4 @@ pub mod descriptor;
 pub mod engine;
 pub mod response;
 pub mod server;
+pub mod shared;

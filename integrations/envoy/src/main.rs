@@ -4,9 +4,11 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ratecard_rls::backend::Backend;
 use ratecard_rls::config::{self, Command, Settings, USAGE};
-use ratecard_rls::engine::{Local, TableConfig};
+use ratecard_rls::engine::{Counters, Local, TableConfig};
 use ratecard_rls::server::{self, Rls};
+use ratecard_rls::shared::Redis;
 
 fn main() -> ExitCode {
     let settings = match config::from_args(std::env::args_os().skip(1)) {
@@ -34,14 +36,55 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         Some(seed) => seed,
         None => config::os_seed().map_err(|e| format!("cannot read a seed from the OS: {e}"))?,
     };
-    let local = Local::new(&TableConfig {
+    let table = TableConfig {
         capacity: settings.capacity,
         seed,
         dry_run: settings.dry_run,
-    })?;
-    let capacity = local.capacity();
-    let rls = Arc::new(Rls::new(local, &settings.domain, settings.api));
+    };
+    match settings.redis.options() {
+        None => {
+            let local = Local::new(&table)?;
+            let about = format!("{} slots", local.capacity());
+            serve(settings, local, about, |l| counters(l.counters()))
+        }
+        Some(options) => {
+            let about = format!(
+                "Redis {}, policy {:?}, timeout {:?}",
+                options.addr, options.policy, options.timeout
+            );
+            let redis = Redis::new(&table, options)?;
+            let about = format!("{about}, {} local slots", redis.capacity());
+            serve(settings, redis, about, |r| {
+                let c = r.remote_counters();
+                format!(
+                    "{}; Redis: {} calls, {} errors, {} policy answers, {} cached denials, breaker opened {} times",
+                    counters(r.counters()),
+                    c.calls,
+                    c.errors,
+                    c.policy_answers,
+                    c.cached,
+                    c.breaker_opens
+                )
+            })
+        }
+    }
+}
 
+fn counters(c: Counters) -> String {
+    format!(
+        "{} allowed, {} denied, {} of {} slots in use, {} evicted in debt",
+        c.allowed, c.denied, c.occupancy, c.capacity, c.evicted
+    )
+}
+
+/// Serve `backend` until SIGTERM or SIGINT; `summary` is the last log line.
+fn serve<B: Backend>(
+    settings: &Settings,
+    backend: B,
+    about: String,
+    summary: impl Fn(&B) -> String,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let rls = Arc::new(Rls::new(backend, &settings.domain, settings.api));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -52,7 +95,7 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
         let addr = listener.local_addr()?;
         // Tests and scripts read this line for the port.
         println!(
-            "ratecard-rls listening on {addr} (domain {}, {capacity} slots, dry run {})",
+            "ratecard-rls listening on {addr} (domain {}, {about}, dry run {})",
             settings.domain,
             if settings.dry_run { "on" } else { "off" }
         );
@@ -77,11 +120,7 @@ fn run(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        let c = rls.backend().counters();
-        eprintln!(
-            "ratecard-rls: stopped: {} allowed, {} denied, {} of {} slots in use, {} evicted in debt",
-            c.allowed, c.denied, c.occupancy, c.capacity, c.evicted
-        );
+        eprintln!("ratecard-rls: stopped: {}", summary(rls.backend()));
         Ok(())
     })
 }

@@ -25,6 +25,21 @@ fn bad_settings_exit_with_status_2_and_the_usage() {
     }
 }
 
+#[test]
+fn redis_without_a_shared_seed_refuses_to_start_and_says_why() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ratecard-rls"))
+        .args(["--listen", "127.0.0.1:0", "--redis", "127.0.0.1:6379"])
+        .output()
+        .expect("run ratecard-rls");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--redis needs --seed or --seed-file"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing listened");
+}
+
 #[tokio::test]
 async fn a_settings_file_sets_the_domain_and_the_default_api() {
     let dir = std::env::temp_dir().join(format!("ratecard-rls-cli-{}", std::process::id()));
