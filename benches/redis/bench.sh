@@ -6,6 +6,11 @@
 #   bash benches/redis/bench.sh               # 3 rounds
 #   ROUNDS=5 N1=30000 NP=500000 bash benches/redis/bench.sh
 #   INSTRUCTIONS=0 bash benches/redis/bench.sh   # skip the callgrind counts
+#   ONLY=flood bash benches/redis/bench.sh       # the flood alone
+#
+# Then a flood from one limited client (integrations/redis/examples/flood.rs)
+# on the same server: ratecard through RedisBackend with and without its
+# cache of denials, against CL.THROTTLE on one limited key.
 #
 # Builds redis-cell 0.2.2 from the crate's source (fetched by cargo into a
 # throwaway project, built in a scratch copy, cached as a .so under
@@ -22,6 +27,8 @@ ROUNDS=${ROUNDS:-3}
 N1=${N1:-20000}      # requests per run on one connection
 NP=${NP:-400000}     # requests per run on 50 connections, pipeline 16
 KEYSPACE=${KEYSPACE:-100000}
+ONLY=${ONLY:-}                   # "flood": the flood alone
+FLOOD_SECONDS=${FLOOD_SECONDS:-3} # each ratecard flood, at most
 cache="$root/target/bench-redis"
 work=$(mktemp -d)
 pid=""
@@ -66,6 +73,12 @@ EOF
     { cat "$work/cell-build.log" >&2; die "redis-cell did not build"; }
   cp "$work/redis-cell/target/release/libredis_cell.so" "$cell"
 fi
+(cd "$root" && cargo build --release -q -p ratecard-redis --example flood) ||
+  die "the flood example did not build"
+target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+  grep -o '"target_directory":"[^"]*"' | sed 's/^"target_directory":"//; s/"$//')
+flood_bin="$target/release/examples/flood"
+[ -x "$flood_bin" ] || die "no $flood_bin"
 
 # --- redis-server on a free port ---------------------------------------------
 start_server() {
@@ -102,6 +115,19 @@ naive=$(cli SCRIPT LOAD "$naive_src")
 # The same for two keys, all or nothing: TIME, two GET, two SET PX.
 naive2_src="local t = redis.call('TIME') local v = redis.call('GET', KEYS[1]) local w = redis.call('GET', KEYS[2]) redis.call('SET', KEYS[1], '1800000000123456789', 'PX', 2000) redis.call('SET', KEYS[2], '1800000000123456789', 'PX', 2000) return {1, 1, 1, 4, 2000000000, 0, 1, 4, 2000000000, 0}"
 naive2=$(cli SCRIPT LOAD "$naive2_src")
+
+# --- a flood from one limited client, on this server ----------------------------
+# Every flood bounded by --seconds, every redis-benchmark by its count.
+flood="$work/flood.md"
+run_flood() {
+  timeout 900 "$flood_bin" --port "$port" --rounds "$ROUNDS" --seconds "$FLOOD_SECONDS" >"$flood" ||
+    die "the flood failed"
+}
+if [ "$ONLY" = flood ]; then
+  run_flood
+  cat "$flood"
+  exit 0
+fi
 
 # --- the cases -----------------------------------------------------------------
 # sign-in: fapi.sign_ins.create, 5 / 10 s (GCRA: T = 2 s, burst 5).
@@ -170,6 +196,8 @@ mem_ours=$(cli MEMORY USAGE "$k_ours")
 mem_cell=$(cli MEMORY USAGE "$k_cell")
 enc_ours=$(cli OBJECT ENCODING "$k_ours")
 enc_cell=$(cli OBJECT ENCODING "$k_cell")
+
+run_flood
 
 # --- instructions per call, under callgrind ------------------------------------
 # (Ir after N2 calls − Ir after N1 calls) / (N2 − N1), one connection: the
@@ -267,3 +295,4 @@ echo "Floors: \`EVALSHA\` of \`return 1\` / \`PING\`: $(ratio "$(median one empt
   "$(ratio "$(median one naive2 4)" "$(median one cell1 4)")× and $(ratio "$(median pipe naive2 4)" "$(median pipe cell1 4)")×."
 echo
 echo "Memory per key (\`MEMORY USAGE\`, ${#k_ours}-byte keys): ratecard $mem_ours B ($enc_ours), redis-cell $mem_cell B ($enc_cell)."
+cat "$flood"
