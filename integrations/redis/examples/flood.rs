@@ -331,6 +331,10 @@ fn main() {
         (None, None) => Some(Redis::start()),
     };
     let port = a.port.or(own.as_ref().map(|r| r.port)).unwrap_or_default();
+    if cli(port, &["PING"]) != "PONG" {
+        eprintln!("flood: no Redis answers on 127.0.0.1:{port}");
+        std::process::exit(1);
+    }
     let has_cell = cli(port, &["COMMAND", "INFO", "CL.THROTTLE"]).contains("cl.throttle");
 
     let tasks = a.tasks.to_string();
@@ -383,9 +387,12 @@ fn main() {
     let cell = has_cell.then(|| (figures[3].0, figures[4].0));
 
     println!(
-        "\nOne client IP flooding sign-ins after Redis limited it; {} rounds, medians; \
+        "\nOne client IP flooding sign-ins after Redis limited it; {} round{}, medians; \
          ratecard: {} s or {} decisions per case, one client thread.\n",
-        a.rounds, a.seconds, a.calls
+        a.rounds,
+        if a.rounds == 1 { "" } else { "s" },
+        a.seconds,
+        a.calls
     );
     println!(
         "| case | in flight | decisions/s | decisions | allowed | reached Redis | \
