@@ -61,6 +61,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratecard-tower
 stage "ratecard-redis: a bounded run of its latency example (redis-server, redis-benchmark)"
 cargo run -p ratecard-redis --example latency -- --calls 500 --seconds 1
 
+stage "ratecard-redis: a bounded run of its flood example (redis-server)"
+cargo run -p ratecard-redis --example flood -- --rounds 1 --seconds 0.5
+
 stage "loom model of the slot protocol"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR="$root/target/loom" \
   cargo test --release -p ratecard --test loom
