@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 budgets=benches/instructions.txt
 tolerance=${TOLERANCE:-3}
-cargo build -q --release -p ratecard-benches --bin instructions
-bin=target/release/instructions
+cargo build -q --release -p ratecard-benches --example instructions
+bin=target/release/examples/instructions
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
