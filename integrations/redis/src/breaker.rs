@@ -54,6 +54,13 @@ impl Breaker {
         }
     }
 
+    /// Whether [`Breaker::admit`] would answer [`Gate::Open`] at `now`,
+    /// changing nothing.
+    pub(crate) fn refuses(&self, now: Instant) -> bool {
+        let s = self.state();
+        s.open_until.is_some_and(|until| now < until || s.probing)
+    }
+
     /// Redis answered: closed again.
     pub(crate) fn success(&self) {
         *self.state() = State::default();
@@ -93,15 +100,19 @@ mod tests {
         assert!(!b.failure(t) && !b.failure(t));
         assert_eq!(b.admit(t), Gate::Pass);
         assert!(b.failure(t), "the third failure opens it");
+        assert!(b.refuses(t + Duration::from_millis(999)));
         assert_eq!(b.admit(t + Duration::from_millis(999)), Gate::Open);
         let later = t + Duration::from_secs(1);
+        assert!(!b.refuses(later), "due for a probe");
         assert_eq!(b.admit(later), Gate::Probe);
+        assert!(b.refuses(later), "the probe in flight");
         assert_eq!(b.admit(later), Gate::Open, "one probe at a time");
         assert!(b.failure(later), "a failed probe reopens it");
         assert_eq!(b.admit(later), Gate::Open);
         let after = later + Duration::from_secs(1);
         assert_eq!(b.admit(after), Gate::Probe);
         b.success();
+        assert!(!b.refuses(after));
         assert_eq!(b.admit(after), Gate::Pass);
         assert!(!b.failure(after), "the count starts again");
     }

@@ -168,6 +168,28 @@ struct Counters {
     breaker_opens: AtomicU64,
 }
 
+/// What [`RedisBackend::begin`] found.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once, into the future that finishes it; a box would be one more allocation per call"
+)]
+pub enum Begun {
+    /// Decided with no round trip.
+    Decided(Decision),
+    /// Redis decides: pass it to [`RedisBackend::finish`].
+    Remote(RoundTrip),
+}
+
+/// A classified request still to send to Redis: everything
+/// [`RedisBackend::finish`] needs, by value (the request is not borrowed).
+#[derive(Debug)]
+pub struct RoundTrip {
+    pending: Pending,
+    now: Nanos,
+    clock: Clock,
+}
+
 /// Decisions through Redis, with a local table beside them. `Send` and
 /// `Sync`: share it (in an `Arc`) between tasks.
 pub struct RedisBackend {
@@ -316,30 +338,31 @@ impl RedisBackend {
         at: Option<Duration>,
         peek: bool,
     ) -> Result<Decision, Error> {
-        let wall = at.unwrap_or_else(wall_clock);
-        let now = match at {
-            Some(at) => Nanos(since_epoch_ns(at)),
-            None => Nanos(
-                self.epoch_ns
-                    .saturating_add(since_epoch_ns(self.epoch.elapsed())),
-            ),
-        };
-        let clock = match self.clock {
-            ClockSource::Server => Clock::Server,
-            ClockSource::Gateway => Clock::Gateway {
-                secs: wall.as_secs(),
-                nanos: wall.subsec_nanos(),
-            },
-        };
-        let mut pending = Pending::new();
-        let prepared = if self.exact {
-            self.limiter.prepare_exact(request, now, peek, &mut pending)
-        } else {
-            self.limiter.prepare(request, now, peek, &mut pending)
-        };
-        if let Prepared::Decided(d) = prepared.map_err(Error::Request)? {
-            return Ok(d);
+        match self.start(request, at, peek)? {
+            Begun::Decided(d) => Ok(d),
+            Begun::Remote(trip) => self.finish(trip).await,
         }
+    }
+
+    /// [`RedisBackend::check`] in two halves, for a host that must not
+    /// keep the request across an await (a tower layer's `'static`
+    /// future): this half classifies the request at once; a
+    /// [`Begun::Remote`] is finished by [`RedisBackend::finish`].
+    /// Exempt, unmatched and cached-denied requests are
+    /// [`Begun::Decided`], and an open breaker answers here, all with no
+    /// await.
+    pub fn begin(&self, request: &Request<'_>) -> Result<Begun, Error> {
+        self.start(request, None, false)
+    }
+
+    /// The round trip of a [`Begun::Remote`]: what [`RedisBackend::check`]
+    /// gives once the request is classified.
+    pub async fn finish(&self, trip: RoundTrip) -> Result<Decision, Error> {
+        let RoundTrip {
+            pending,
+            now,
+            clock,
+        } = trip;
         let gate = self.breaker.admit(Instant::now());
         if gate == Gate::Open {
             return Err(self.policy_answer(&pending, now, Cause::BreakerOpen));
@@ -367,6 +390,48 @@ impl RedisBackend {
                 Err(self.policy_answer(&pending, now, cause))
             }
         }
+    }
+
+    fn start(
+        &self,
+        request: &Request<'_>,
+        at: Option<Duration>,
+        peek: bool,
+    ) -> Result<Begun, Error> {
+        let wall = at.unwrap_or_else(wall_clock);
+        let now = match at {
+            Some(at) => Nanos(since_epoch_ns(at)),
+            None => Nanos(
+                self.epoch_ns
+                    .saturating_add(since_epoch_ns(self.epoch.elapsed())),
+            ),
+        };
+        let clock = match self.clock {
+            ClockSource::Server => Clock::Server,
+            ClockSource::Gateway => Clock::Gateway {
+                secs: wall.as_secs(),
+                nanos: wall.subsec_nanos(),
+            },
+        };
+        let mut pending = Pending::new();
+        let prepared = if self.exact {
+            self.limiter.prepare_exact(request, now, peek, &mut pending)
+        } else {
+            self.limiter.prepare(request, now, peek, &mut pending)
+        };
+        if let Prepared::Decided(d) = prepared.map_err(Error::Request)? {
+            return Ok(Begun::Decided(d));
+        }
+        // Only a look: `finish` admits (and probes), so a trip dropped
+        // unfinished leaves the breaker as it was.
+        if self.breaker.refuses(Instant::now()) {
+            return Err(self.policy_answer(&pending, now, Cause::BreakerOpen));
+        }
+        Ok(Begun::Remote(RoundTrip {
+            pending,
+            now,
+            clock,
+        }))
     }
 
     fn policy_answer(&self, pending: &Pending, now: Nanos, cause: Cause) -> Error {

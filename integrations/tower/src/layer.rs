@@ -11,7 +11,7 @@ use tower_layer::Layer;
 
 use crate::answer::{self, Denial, Next};
 use crate::client_ip::{client_ip, Network};
-use crate::decider::{Check, Decider};
+use crate::decider::{Check, Decider, Fallback};
 use crate::service::RateLimitService;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -71,29 +71,32 @@ impl<D: Decider> Shared<D> {
                 request = request.tenant(t);
             }
         }
-        self.decider.check(&request, (self.clock)())
+        D::check(&self.decider, &request, (self.clock)())
     }
 
     /// What to do with a request, given its decision.
     pub(crate) fn next(&self, result: Result<Decision, D::Error>) -> Next {
         match result {
-            Ok(mut d) => {
-                if self.dry_run && d.is_limited() {
-                    d.dry_run = true;
-                }
-                answer::of(&d, self.decider.rules())
-            }
+            Ok(d) => self.answer(d),
             Err(e) => {
                 if let Some(f) = &self.on_error {
                     f(&e);
                 }
-                if self.fail_open {
-                    Next::Pass(Default::default())
-                } else {
-                    Next::Stop(Denial::fail_closed())
+                match self.decider.fallback(&e) {
+                    Fallback::Decided(d) => self.answer(d),
+                    Fallback::Open => Next::Pass(Default::default()),
+                    Fallback::Closed if self.fail_open => Next::Pass(Default::default()),
+                    Fallback::Closed => Next::Stop(Denial::fail_closed()),
                 }
             }
         }
+    }
+
+    fn answer(&self, mut d: Decision) -> Next {
+        if self.dry_run && d.is_limited() {
+            d.dry_run = true;
+        }
+        answer::of(&d, self.decider.rules())
     }
 }
 
@@ -212,14 +215,16 @@ impl<D: Decider> Builder<D> {
     }
 
     /// The clock decisions are made on: monotonic nanoseconds, one timeline
-    /// for every user of the decider. [`monotonic_now`] by default.
+    /// for every user of the decider. [`monotonic_now`] by default. A
+    /// `RedisBackend` does not read it: it keeps its own clocks.
     pub fn clock(mut self, now: fn() -> Nanos) -> Builder<D> {
         self.shared.clock = now;
         self
     }
 
     /// Be told of every decider error (for logging), before the request is
-    /// failed open or closed.
+    /// answered as [`Decider::fallback`] says: failed open or closed, or
+    /// (Redis) the policy's answer.
     pub fn on_error(mut self, f: impl Fn(&D::Error) + Send + Sync + 'static) -> Builder<D> {
         self.shared.on_error = Some(Box::new(f));
         self

@@ -47,6 +47,15 @@
 //!   [`ratecard::FAIL_CLOSED_STATUS`] (503) with an empty body, or the
 //!   request goes on when [`Builder::fail_open`] is set.
 //!
+//! # Redis
+//!
+//! With the `redis` feature, [`Decider`] is implemented for
+//! `ratecard_redis::RedisBackend`: every service on one Redis enforces
+//! one limit. `RateLimitLayer::frontend(Arc::new(backend))`, as with a
+//! local [`ratecard::Limiter`]. When Redis does not answer, the backend's
+//! policy answers ([`Decider::fallback`]): fail closed as above, fail open,
+//! or the local table's decision.
+//!
 //! # Time
 //!
 //! The default clock is [`monotonic_now`]: [`std::time::Instant`]
@@ -69,11 +78,15 @@ mod client_ip;
 mod decider;
 mod layer;
 mod metrics;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 
 pub use body::ResponseBody;
 pub use client_ip::{client_ip, Network, NetworkError};
-pub use decider::{Check, Decider};
+pub use decider::{Check, Decider, Fallback};
 pub use layer::{default_peer_ip, monotonic_now, Builder, RateLimitLayer, RequestHead};
 pub use metrics::{MetricsService, TooManyZones};
+#[cfg(feature = "redis")]
+pub use redis::RedisCheck;
 pub use service::{RateLimitService, ResponseFuture};
