@@ -53,9 +53,12 @@ fi
 stage "rust tests (every crate, with those needing redis-server and promtool)"
 cargo test --workspace -- --include-ignored --skip print_occupancy_curve
 
-stage "tower layer: build without axum, docs"
+stage "tower layer: without axum, on the Redis backend (clippy, docs, its Redis tests)"
 cargo build -p ratecard-tower --no-default-features
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratecard-tower
+cargo build -p ratecard-tower --no-default-features --features redis
+cargo clippy -p ratecard-tower --all-targets --all-features -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p ratecard-tower --features redis
+cargo test -p ratecard-tower --features redis --test redis -- --include-ignored
 
 # Its tests (a three-master cluster among them) ran with the workspace.
 stage "ratecard-redis: a bounded run of its latency example (redis-server, redis-benchmark)"
