@@ -25,6 +25,7 @@ pub struct ClientKey {
 
 impl ClientKey {
     /// The key of `ip`, IPv6 addresses masked to `ipv6_prefix` bits.
+    #[inline]
     pub fn of(ip: IpAddr, ipv6_prefix: u8) -> ClientKey {
         let v6 = match ip {
             IpAddr::V4(v4) => return ClientKey::v4(v4.octets()),
@@ -43,6 +44,7 @@ impl ClientKey {
         }
     }
 
+    #[inline]
     fn v4(octets: [u8; 4]) -> ClientKey {
         let mut bytes = [0u8; 16];
         bytes[..4].copy_from_slice(&octets);
@@ -50,6 +52,7 @@ impl ClientKey {
     }
 
     /// The key bytes.
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
         self.bytes.get(..self.len as usize).unwrap_or(&[])
     }
@@ -57,6 +60,7 @@ impl ClientKey {
 
 /// The secret key of a raw key or an `Authorization` value: surrounding
 /// whitespace trimmed and a `Bearer ` scheme (any case) stripped.
+#[inline]
 pub fn strip_bearer(value: &[u8]) -> &[u8] {
     let v = value.trim_ascii();
     match v.get(..6) {
@@ -71,6 +75,7 @@ pub fn strip_bearer(value: &[u8]) -> &[u8] {
 }
 
 /// The instance kind a key's prefix names, if it names one.
+#[inline]
 pub fn key_kind(key: &[u8]) -> Option<InstanceKind> {
     if key.starts_with(b"sk_live_") || key.starts_with(b"live_") {
         Some(InstanceKind::Production)

@@ -127,11 +127,14 @@ impl<'m> Counters<'m> {
         Counters { stripes }
     }
 
+    /// The stripe of `spread`: its high 32 bits scaled to the stripe count
+    /// (a multiply and a shift, not a division on every decision; both
+    /// factors are below 2^32, so the product never wraps).
     #[inline(always)]
     fn stripe(&self, spread: u64) -> Option<&'m Stripe> {
-        let n = self.stripes.len().max(1) as u64;
+        let n = self.stripes.len() as u64 & u64::from(u32::MAX);
         self.stripes
-            .get((spread >> 40).checked_rem(n).unwrap_or(0) as usize)
+            .get(((spread >> 32).wrapping_mul(n) >> 32) as usize)
     }
 
     /// Count one decision of `rule` with `outcome`, in the stripe `spread`
@@ -187,5 +190,44 @@ impl Stripe {
             Global::RemoteFallbacks => &self.remote_fallbacks,
             Global::RemoteCached => &self.remote_cached,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spread_picks_a_stripe_in_range_and_each_stripe_is_reached() {
+        let stripes = [Stripe::new(), Stripe::new(), Stripe::new()];
+        let c = Counters::new(&stripes);
+        // The high 32 bits h choose stripe h * 3 / 2^32: thirds of the range.
+        let picks = [
+            0u64,
+            0x5555_5555 << 32,
+            0x5555_5556 << 32,
+            0xAAAA_AAAB << 32,
+            u64::MAX,
+        ];
+        let want = [0usize, 0, 1, 2, 2];
+        for (&spread, &i) in picks.iter().zip(&want) {
+            let s = c.stripe(spread).expect("a stripe");
+            assert!(core::ptr::eq(s, &stripes[i]), "spread {spread:#x}");
+        }
+        let middle = c.stripe(u64::MAX / 2).expect("a stripe");
+        assert!(core::ptr::eq(middle, &stripes[1]));
+        c.add(u64::MAX, Global::Inserts);
+        c.add(0, Global::Inserts);
+        assert_eq!(c.sum(Global::Inserts), 2);
+        assert_eq!(stripes[2].inserts.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn no_stripes_counts_nothing_and_does_not_panic() {
+        let c = Counters::new(&[]);
+        assert!(c.stripe(u64::MAX).is_none());
+        c.add(7, Global::Errors);
+        c.rule(7, 0, Outcome::Allowed);
+        assert_eq!(c.sum(Global::Errors), 0);
     }
 }
