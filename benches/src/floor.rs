@@ -1,12 +1,12 @@
 //! The physical floor of a keyed decision: the same keyed hash ratecard
-//! computes for a key, then one 16-byte read-modify-write (a CAS with the
-//! atomic core uses) of a slot the hash picks, in an array of as many
-//! 16-byte slots as the table has. No bucket scan, no tag compare, no rate
+//! computes for a key, then one 16-byte read-modify-write (a load and CAS
+//! by the same instructions the table issues, `table::wide`) of a slot the
+//! hash picks, in an array of as many 16-byte slots as the table has. No bucket scan, no tag compare, no rate
 //! math, no counters: what any shared table must pay at least.
 
-use core::sync::atomic::Ordering;
 use portable_atomic::AtomicU128;
 use ratecard::hash::{self, Domain};
+use ratecard::table::wide::Wide;
 
 use crate::setup::SEED;
 
@@ -14,6 +14,7 @@ use crate::setup::SEED;
 pub struct Floor {
     slots: Vec<AtomicU128>,
     mask: usize,
+    wide: Wide,
 }
 
 impl Floor {
@@ -23,6 +24,7 @@ impl Floor {
         Floor {
             slots: (0..n).map(|_| AtomicU128::new(0)).collect(),
             mask: n - 1,
+            wide: Wide::detect(),
         }
     }
 
@@ -32,10 +34,10 @@ impl Floor {
     pub fn touch(&self, key: &[u8]) -> u64 {
         let h = hash::subject(&SEED, Domain::Raw, &[], key);
         let slot = &self.slots[h.0 as usize & self.mask];
-        let old = slot.load(Ordering::SeqCst);
+        let old = self.wide.load(slot);
         let new = old.wrapping_add(1);
         // Single-threaded in the floor benchmarks: the CAS always succeeds.
-        let _ = slot.compare_exchange(old, new, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.wide.cas(slot, old, new);
         new as u64
     }
 

@@ -1,6 +1,7 @@
 //! Where a table's memory comes from: caller memory (a shared mapping, an
 //! arena), a Rust `static`, or, with the `alloc` feature, memory the table
-//! owns. Every `unsafe` block of the crate is in this file.
+//! owns. Every `unsafe` block that handles raw memory is in this file; the
+//! 16-byte atomic instructions are in [`super::wide`].
 //!
 //! Layout, every part 64-byte aligned: the [`Header`] (256 bytes), the
 //! counter [`Stripe`]s, then the buckets.

@@ -9,8 +9,11 @@
 //! - [`header`]: layout, recorded configuration, checksum;
 //! - [`clock`]: the judged time no wild caller can push far ahead;
 //! - [`counters`]: striped statistics;
-//! - [`memory`]: placing a table into caller memory (the crate's only
-//!   `unsafe` besides a prefetch hint), or into memory it owns.
+//! - [`memory`]: placing a table into caller memory, or into memory it
+//!   owns;
+//! - [`wide`]: the 16-byte loads and CAS, inline where the CPU allows.
+//!
+//! `unsafe` is confined to [`memory`], [`wide`] and a prefetch hint.
 //!
 //! [`insert`] and [`forget`] are written over the [`slot::Cells`] trait, so
 //! the model checker and the deterministic protocol tests run exactly the
@@ -23,6 +26,7 @@ pub mod header;
 pub mod memory;
 pub mod slot;
 pub mod tag;
+pub mod wide;
 
 use core::sync::atomic::Ordering;
 use portable_atomic::AtomicU128;
@@ -59,6 +63,7 @@ pub struct Table<'m> {
     pub(crate) counters: Counters<'m>,
     buckets: &'m [Bucket],
     mask: u64,
+    wide: wide::Wide,
 }
 
 impl<'m> Table<'m> {
@@ -68,6 +73,7 @@ impl<'m> Table<'m> {
             counters: Counters::new(stripes),
             buckets,
             mask: (buckets.len() as u64).saturating_sub(1),
+            wide: wide::Wide::detect(),
         }
     }
 
@@ -111,7 +117,7 @@ impl Cells for Table<'_> {
     fn load(&self, i: usize) -> u128 {
         // Indices come from `candidates` under this table's mask; an
         // impossible one reads as empty.
-        self.slot(i).map_or(0, |s| s.load(Ordering::SeqCst))
+        self.slot(i).map_or(0, |s| self.wide.load(s))
     }
 
     #[inline]
@@ -119,7 +125,7 @@ impl Cells for Table<'_> {
         let Some(bucket) = self.buckets.get(b as usize) else {
             return (0, 0, 0);
         };
-        let v = bucket.0.each_ref().map(|s| s.load(Ordering::SeqCst));
+        let v = bucket.0.each_ref().map(|s| self.wide.load(s));
         let mut hits = 0u32;
         for (j, &v) in v.iter().enumerate() {
             hits |= ((slot::identity(v) == tag) as u32) << j;
@@ -132,9 +138,7 @@ impl Cells for Table<'_> {
     #[inline]
     fn cas(&self, i: usize, current: u128, new: u128) -> Result<(), u128> {
         match self.slot(i) {
-            Some(s) => s
-                .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)
-                .map(|_| ()),
+            Some(s) => self.wide.cas(s, current, new),
             None => Err(0),
         }
     }
