@@ -394,7 +394,7 @@ impl<'a> Limiter<'a> {
             self.seed,
             request.tenant,
             request.secret_key,
-            request.client_ip,
+            &request.client_ip,
             self.config.ipv6_prefix,
         );
         let kind = subjects.kind(self.config.unknown_kind);

@@ -104,14 +104,22 @@ impl<'r> Subjects<'r> {
         seed: Seed,
         tenant: &'r [u8],
         secret_key: &'r [u8],
-        ip: Option<IpAddr>,
+        ip: &Option<IpAddr>,
         ipv6_prefix: u8,
     ) -> Subjects<'r> {
+        // By reference, field by field: a copy of the whole 17-byte address
+        // reads bytes a caller who just built an IPv4 address never wrote
+        // together, and stalls on the store (no forwarding).
+        let ip = match ip {
+            Some(IpAddr::V4(v4)) => Some(ClientKey::v4(v4.octets())),
+            Some(IpAddr::V6(v6)) => Some(ClientKey::of(IpAddr::V6(*v6), ipv6_prefix)),
+            None => None,
+        };
         Subjects {
             seed,
             tenant,
             key: strip_bearer(secret_key),
-            ip: ip.map(|ip| ClientKey::of(ip, ipv6_prefix)),
+            ip,
             by_ip: None,
             by_instance: None,
         }
