@@ -169,7 +169,9 @@ impl Charger<'_, '_> {
                 (false, true) => Counted::DryRunLimited,
                 (false, false) => Counted::Limited,
             };
-            self.table.counters.rule(bw.tag, bw.rule, counted);
+            self.table
+                .counters
+                .rule(table::counters::here(), bw.rule, counted);
         }
         Decision {
             verdict,
