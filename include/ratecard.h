@@ -1096,7 +1096,9 @@ size_t ratecard_limiter_bytes(uint32_t capacity);
 /**
  * Create a limiter in memory the library allocates (64-byte aligned,
  * zeroed, ratecard_limiter_bytes(config->capacity) bytes). Free it with
- * ratecard_limiter_free().
+ * ratecard_limiter_free(). On Linux a table of 2 MiB or more is 2 MiB
+ * aligned and advised MADV_HUGEPAGE, for transparent huge pages where the
+ * system allows them (enabled = always or madvise).
  *
  * `config` NULL: the defaults (see ratecard_config_default()). A custom
  * rule table in `config` is copied: the caller's rules may be freed after

@@ -23,7 +23,8 @@
 //! ```
 //!
 //! Features: `alloc` gives `Limiter::new`, a table in memory it owns;
-//! `std` (with `alloc`) adds `Seed::random`. Without them the crate needs
+//! `std` (with `alloc`) adds `Seed::random` and, on Linux, huge pages for
+//! owned tables of 2 MiB or more. Without them the crate needs
 //! neither: the table goes into caller memory ([`Limiter::init`], a shared
 //! mapping for several processes) or a `static` ([`StaticLimiter`]).
 //!

@@ -93,7 +93,10 @@ impl<'a> Limiter<'a> {
 
     /// A limiter on memory it owns (zeroed, 64-byte aligned, from the
     /// global allocator), for one process: its threads share it through
-    /// `&Limiter`.
+    /// `&Limiter`. On Linux with feature `std`, a table of 2 MiB or more is
+    /// aligned to 2 MiB and advised `MADV_HUGEPAGE` before it is zeroed, so
+    /// transparent huge pages back it where the system allows them: a
+    /// lookup in a table of many MiB then seldom misses the TLB.
     #[cfg(feature = "alloc")]
     pub fn new(
         config: &Config,
@@ -111,6 +114,12 @@ impl<'a> Limiter<'a> {
     }
 
     /// Lay a new table out in `mem`, erasing what it held.
+    ///
+    /// A table of many MiB in memory the caller maps may ask for huge pages
+    /// first (Linux: `madvise(MADV_HUGEPAGE)` on a 2 MiB-aligned mapping,
+    /// or `MAP_HUGETLB`): one TLB entry then covers 2 MiB of slots, and a
+    /// random lookup costs no page walk. `Limiter::new` (feature `std`)
+    /// does this for the memory it owns.
     ///
     /// # Safety
     /// `mem` must be valid for reads and writes of `len` bytes for `'a`, and
