@@ -89,7 +89,29 @@ pub fn drive<T>(b: &mut Bencher<'_, Clock>, keys: &[T], mode: Mode, mut op: impl
 pub type Bench = Criterion<Clock>;
 
 fn config() -> Bench {
+    pages_from_env();
     Criterion::default().with_measurement(Clock::from_env())
+}
+
+/// The environment variable that turns transparent huge pages off.
+const THP_ENV: &str = "RATECARD_BENCH_THP";
+
+/// With `RATECARD_BENCH_THP=off`, no transparent huge pages for this
+/// process (`PR_SET_THP_DISABLE`, which overrides `MADV_HUGEPAGE`): the
+/// tables, the floor and the peers' maps all sit on 4 KiB pages. The
+/// baseline of the huge-page comparison in `benches/README.md`.
+fn pages_from_env() {
+    match std::env::var(THP_ENV) {
+        Ok(v) if v == "off" => {
+            // SAFETY: prctl with integer arguments only.
+            let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+            assert_eq!(rc, 0, "prctl(PR_SET_THP_DISABLE)");
+            eprintln!("transparent huge pages: off for this process");
+        }
+        Ok(v) if v == "on" || v.is_empty() => {}
+        Ok(v) => panic!("{THP_ENV}={v}: expected `off` or `on`"),
+        Err(_) => {}
+    }
 }
 
 criterion_group!(
